@@ -1,0 +1,1 @@
+"""Backends: where a job script runs (local, Slurm, HTCondor), behind one protocol."""

@@ -1,0 +1,38 @@
+"""The root ``flashlink`` typer application; each part adds its own sub-command group."""
+
+from __future__ import annotations
+
+import platform
+
+import typer
+from rich.console import Console
+
+import flashlink
+
+app = typer.Typer(
+    name="flashlink",
+    help="Run flash-simulation productions and offload them to HTCondor and Slurm via interLink.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+_console = Console()
+
+
+@app.callback()
+def _root() -> None:
+    """Flash-simulation productions offloaded to batch systems through interLink."""
+
+
+@app.command()
+def version() -> None:
+    """Print the flashlink version and the Python it runs on."""
+    _console.print(
+        f"flashlink {flashlink.__version__} "
+        f"(Python {platform.python_version()}, {platform.system()} {platform.machine()})"
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""Wire types: pydantic models of the Kubernetes objects and interLink plugin messages."""

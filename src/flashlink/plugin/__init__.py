@@ -1,0 +1,1 @@
+"""The interLink plugin HTTP service: state in SQLite, batched status reconciler, logs."""

@@ -1,0 +1,1 @@
+"""Productions: a request becomes a Snakemake workflow of Pods, merged outputs and a report."""

@@ -1,0 +1,1 @@
+"""Flash simulation payload: generation, reference simulation, flash models, ntuples, validation."""
