@@ -29,7 +29,7 @@ WRAPPER=$APPTAINER_HOME/bin/apptainer
 ENTER=$APPTAINER_HOME/libexec/enter
 NEWROOT=$APPTAINER_HOME/newroot
 SIF=$APPTAINER_HOME/images/flashlink-test.sif
-SID_PACKAGES=(apptainer squashfuse fuse2fs e2fsprogs)
+SID_PACKAGES=(apptainer squashfuse fuse2fs e2fsprogs gocryptfs)
 
 sid_apt_install() {
     local stamp=$SID_ROOT/.flashlink-apptainer want
@@ -55,11 +55,15 @@ sid_apt_install() {
 }
 
 sid_configure() {
-    # `apptainer build` needs /etc/hosts; --fakeroot needs a subordinate range for the caller.
+    # `apptainer build` needs /etc/hosts.
     printf '127.0.0.1 localhost\n::1 localhost\n' >"$SID_ROOT/etc/hosts"
+    # --fakeroot: root gets a subordinate range (newuidmap works for the real root). The CI user
+    # must NOT have one: in its user namespace the root-owned newuidmap shows as nobody and
+    # apptainer stops ("newuidmap must be owned by the root user"); without an entry it falls back
+    # to a root-mapped namespace, which builds def files over root-owned images (measured).
     local f
     for f in subuid subgid; do
-        printf 'root:100000:65536\n%s:200000:65536\n' "$CI_USER" >"$SID_ROOT/etc/$f"
+        printf 'root:100000:65536\n' >"$SID_ROOT/etc/$f"
     done
     # Mount points for the wrapper's binds that a non-root caller cannot add to the root itself.
     local d rest

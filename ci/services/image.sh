@@ -13,6 +13,8 @@
 #   FLASHLINK_TEST_IMAGE=1 set by the image (Podman ENV, SIF environment; bwrap has no image env)
 #   /etc/passwd            root and flashci (uid 2000, the CI user of ci/lib.sh)
 #   /dev /proc /sys /tmp   empty: a fakeroot/userns build cannot create device nodes
+#   every file owned by root: an unprivileged `apptainer build --fakeroot` maps only uid 0 and
+#                          fails on any other owner ("failed to change uid and gids", measured)
 SVC=image
 source "$(dirname "$0")/../lib.sh"
 
@@ -35,7 +37,7 @@ image_wanted_id() {
 image_build() {
     local new=$IMAGE_DIR/rootfs.new applet
     rm -rf "$new"
-    mkdir -p "$new"/{bin,sbin,usr/bin,usr/sbin,etc,root,home/flashci,var/tmp,dev,proc,sys,tmp}
+    mkdir -p "$new"/{bin,sbin,usr/bin,usr/sbin,etc,root,home,var/tmp,dev,proc,sys,tmp}
     chmod 1777 "$new/tmp" "$new/var/tmp"
     chmod 700 "$new/root"
     cp /bin/busybox "$new/bin/busybox"
@@ -55,7 +57,6 @@ root:x:0:
 $CI_USER:x:$CI_UID:
 nogroup:x:65534:
 EOF
-    chown "$CI_UID:$CI_UID" "$new/home/flashci"
     printf '127.0.0.1 localhost\n' >"$new/etc/hosts"
     : >"$new/etc/resolv.conf"
     printf '#!/bin/sh\necho entrypoint: "$@"\n' >"$new$IMAGE_ENTRYPOINT"

@@ -40,11 +40,12 @@ ensure_subids() {
 
 # podman_import USER : import the rootfs into USER's image store unless it is already current.
 podman_import() {
-    local user=$1 want have t0=$SECONDS
+    local user=$1 want have old t0=$SECONDS
     want=$(cat "$IMAGE_DIR/rootfs.id")
     have=$(as_user "$user" podman image inspect --format "{{index .Labels \"$ROOTFS_LABEL\"}}" \
         "$PODMAN_TEST_IMAGE" 2>/dev/null || true)
     [ "$have" = "$want" ] && return 0
+    old=$(as_user "$user" podman image inspect --format '{{.Id}}' "$PODMAN_TEST_IMAGE" 2>/dev/null || true)
     # Shared lock: image.sh must not rebuild the rootfs while tar reads it.
     flock -s "$IMAGE_LOCK" tar -C "$ROOTFS" --numeric-owner -c . \
         | as_user "$user" podman import -q \
@@ -55,6 +56,8 @@ podman_import() {
             --change "LABEL $ROOTFS_LABEL=$want" \
             - "$PODMAN_TEST_IMAGE" >/dev/null \
         || die "podman import of $ROOTFS as $user failed"
+    # The previous import lost its tag: remove it (only it, other images are not ours to prune).
+    [ -z "$old" ] || as_user "$user" podman rmi "$old" >/dev/null 2>&1 || true
     log "imported $PODMAN_TEST_IMAGE for $user in $((SECONDS - t0)) s"
 }
 
