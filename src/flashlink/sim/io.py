@@ -1,0 +1,142 @@
+"""Columnar files at local paths or fsspec URLs (``s3://bucket/key`` needs ``s3fs``).
+
+Tables are dicts of equal-length 1-D numpy arrays. A writer appends one Parquet row group per
+chunk, so a reader streams a file chunk by chunk and memory stays bounded by the chunk size.
+:func:`iter_events` never splits an event across chunks, whatever row groups the file has.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ParquetSink", "iter_events", "iter_tables", "open_url", "read_metadata"]
+
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import fsspec
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flashlink.sim.errors import EventFormatError, MissingDependencyError, StorageError
+from flashlink.sim.generation.events import COLUMNS, EventChunk
+
+Table = dict[str, npt.NDArray[Any]]
+
+
+def open_url(url: str, mode: str) -> IO[bytes]:
+    """Open a local path or fsspec URL for binary reading or writing; errors name the URL."""
+    try:
+        if "://" not in url and "w" in mode:
+            Path(url).parent.mkdir(parents=True, exist_ok=True)
+        handle: IO[bytes] = fsspec.open(url, mode).open()
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"cannot open {url!r}: {exc}; for s3:// URLs install s3fs (pip install s3fs)"
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise StorageError(
+            f"cannot open {url!r} for {'writing' if 'w' in mode else 'reading'}: {exc}"
+        ) from exc
+    return handle
+
+
+class ParquetSink:
+    """Append chunks of a table to one Parquet file, one row group per chunk."""
+
+    def __init__(self, url: str, metadata: Mapping[str, Any] | None = None) -> None:
+        self.url = url
+        self._metadata = {"flashlink": json.dumps(dict(metadata or {}), default=str)}
+        self._handle: IO[bytes] | None = None
+        self._writer: Any = None
+        self.rows = 0
+
+    def write(self, table: Mapping[str, npt.NDArray[Any]]) -> None:
+        arrow = pa.table({k: np.asarray(v) for k, v in table.items()})
+        if self._writer is None:
+            schema = arrow.schema.with_metadata(self._metadata)
+            self._handle = open_url(self.url, "wb")
+            self._writer = pq.ParquetWriter(self._handle, schema, compression="zstd")
+        try:
+            self._writer.write_table(arrow.replace_schema_metadata(self._writer.schema.metadata))
+        except (ValueError, pa.ArrowInvalid) as exc:
+            raise EventFormatError(f"chunk does not match the schema of {self.url}: {exc}") from exc
+        self.rows += arrow.num_rows
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._handle is not None:
+            self._handle.close()
+        self._writer = self._handle = None
+
+    def __enter__(self) -> ParquetSink:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _parquet_file(url: str) -> tuple[Any, IO[bytes]]:
+    handle = open_url(url, "rb")
+    try:
+        return pq.ParquetFile(handle), handle
+    except (pa.ArrowInvalid, OSError) as exc:
+        handle.close()
+        raise EventFormatError(f"{url} is not a Parquet file: {exc}") from exc
+
+
+def read_metadata(url: str) -> dict[str, Any]:
+    """The flashlink metadata (config, seed, versions) stored in a file's schema."""
+    pf, handle = _parquet_file(url)
+    with handle:
+        raw = (pf.schema_arrow.metadata or {}).get(b"flashlink", b"{}")
+    value: dict[str, Any] = json.loads(raw)
+    return value
+
+
+def iter_tables(
+    url: str, columns: list[str] | None = None, batch_rows: int = 200_000
+) -> Iterator[Table]:
+    """Stream a Parquet file as tables of at most ``batch_rows`` rows."""
+    pf, handle = _parquet_file(url)
+    with handle:
+        names = set(pf.schema_arrow.names)
+        missing = [c for c in columns or [] if c not in names]
+        if missing:
+            raise EventFormatError(f"{url} has no columns {missing}; it has {sorted(names)}")
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+            yield {
+                name: batch.column(name).to_numpy(zero_copy_only=False)
+                for name in batch.schema.names
+            }
+
+
+def iter_events(url: str, chunk_events: int = 1000) -> Iterator[EventChunk]:
+    """Stream an event file as chunks of at most ``chunk_events`` whole events."""
+    if chunk_events < 1:
+        raise StorageError(f"chunk_events must be >= 1, got {chunk_events}")
+    pending: list[Table] = []
+    pending_events = 0
+    for table in iter_tables(url, list(COLUMNS), batch_rows=50_000):
+        pending.append(table)
+        ids = table["event_id"]
+        pending_events += len(np.unique(ids))
+        while pending_events > chunk_events:
+            merged = {k: np.concatenate([t[k] for t in pending]) for k in COLUMNS}
+            event_ids = merged["event_id"]
+            bounds = np.flatnonzero(np.r_[True, event_ids[1:] != event_ids[:-1]])
+            cut = bounds[chunk_events]
+            yield EventChunk.from_columns({k: v[:cut] for k, v in merged.items()})
+            rest = {k: v[cut:] for k, v in merged.items()}
+            pending = [rest]
+            pending_events = len(np.unique(rest["event_id"]))
+    if pending:
+        merged = {k: np.concatenate([t[k] for t in pending]) for k in COLUMNS}
+        if len(merged["event_id"]):
+            yield EventChunk.from_columns(merged)
