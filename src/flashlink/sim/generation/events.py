@@ -86,7 +86,7 @@ class EventChunk:
     def event_ids(self) -> npt.NDArray[np.int64]:
         """The distinct event numbers, in order."""
         ids: npt.NDArray[np.int64] = np.asarray(self.columns["event_id"], dtype=np.int64)
-        return np.unique(ids)  # type: ignore[no-any-return]
+        return np.unique(ids)
 
     @property
     def n_events(self) -> int:
@@ -96,7 +96,8 @@ class EventChunk:
         """Row offsets of the events: event k is rows ``offsets[k]:offsets[k+1]``."""
         ids = self.columns["event_id"]
         starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0)
-        return np.r_[starts, len(ids)].astype(np.int64)
+        out: npt.NDArray[np.int64] = np.append(starts, len(ids)).astype(np.int64)
+        return out
 
     def select_events(self, mask_rows: npt.NDArray[np.bool_]) -> EventChunk:
         """Rows where ``mask_rows`` is true (caller keeps events whole)."""
