@@ -136,6 +136,17 @@ read -r _ host_uid _ </proc/self/uid_map
 read -r _ host_gid _ </proc/self/gid_map
 in_userns=0
 [ "$host_uid" != 0 ] && in_userns=1
+# Refuse to run in the caller's mount namespace. The wrapper execs us through `unshare --mount`
+# (no fork), so our parent is the caller and its namespace must differ from ours. Run directly,
+# pivot_root below would move the root of every process of the machine into the sid root
+# (it happened once during development; recovering took a remount of the root device).
+# (A non-root caller runs us in its own new user namespace, where pivot_root cannot reach the
+# initial mount namespace and the parent's namespace cannot be read: nothing to check then.)
+own_ns=$(readlink /proc/self/ns/mnt)
+parent_ns=$(readlink "/proc/$PPID/ns/mnt" 2>/dev/null || true)
+if [ "$in_userns" = 0 ] && { [ -z "$parent_ns" ] || [ "$own_ns" = "$parent_ns" ]; }; then
+    die "$0 must run in a private mount namespace (it is started by the apptainer wrapper next to it, through unshare --mount); refusing to pivot_root the caller's namespace"
+fi
 
 protected() {
     case $1 in
