@@ -15,10 +15,11 @@
 #   runs with Acquire::Check-Valid-Until=false.
 #
 # Layout under $FLASHLINK_CI_CACHE/apptainer:
-#   root/                  the sid root (debootstrap minbase + apptainer squashfuse fuse2fs e2fsprogs)
-#   bin/apptainer          the wrapper (see wrapper_text below for what it binds)
-#   libexec/enter          builds the mount view and pivot_roots into it (run by the wrapper)
-#   newroot/               mount point of the per-call tmpfs the view is built on (empty on the host)
+#   root/                  the sid root (debootstrap minbase + SID_PACKAGES)
+#   bin/apptainer          the wrapper; put it first on PATH or call it by path
+#   libexec/enter          builds the mount view and pivot_roots into it (see enter_text below
+#                          for exactly which host paths are visible inside)
+#   newroot/               where each call mounts its view (in its own namespace; empty on the host)
 #   images/flashlink-test.sif (+ .id)   the test image as a SIF, rebuilt when the rootfs changes
 source "$(dirname "$0")/image.sh"
 SVC=apptainer
@@ -86,16 +87,18 @@ write_wrapper() {
     mkdir -p "$APPTAINER_HOME/bin" "$APPTAINER_HOME/libexec" "$NEWROOT"
     local tmp
     tmp=$(mktemp "$APPTAINER_HOME/bin/.apptainer.XXXXXX")
+    local enter_q
+    enter_q=$(printf '%q' "$ENTER")
     cat >"$tmp" <<EOF
 #!/bin/bash
 # flashlink CI: Debian sid's apptainer, entered with unshare + pivot_root (written by
 # ci/services/apptainer.sh; see $ENTER for what is visible inside).
 if [ "\$(id -u)" = 0 ]; then
-    exec unshare --mount --propagation private -- $ENTER "\$@"
+    exec unshare --mount --propagation private -- $enter_q "\$@"
 fi
 # Not root: a user namespace owning the mount namespace (the caller is uid 0 in it only while the
-# view is built; $ENTER maps it back to the caller's own uid before apptainer runs).
-exec unshare --user --map-root-user --mount --propagation private -- $ENTER "\$@"
+# view is built; enter maps it back to the caller's own uid before apptainer runs).
+exec unshare --user --map-root-user --mount --propagation private -- $enter_q "\$@"
 EOF
     chmod 755 "$tmp"
     mv "$tmp" "$WRAPPER"
@@ -108,7 +111,8 @@ EOF
 }
 
 # The body of libexec/enter. It runs in a fresh mount namespace (and, for a non-root caller, a
-# user namespace where it is uid 0), builds the view on a tmpfs and pivot_roots into it.
+# user namespace where it is uid 0), builds the view on a bind of the sid root and pivot_roots
+# into it. Cost: about 0.12 s per call (26 mounts), measured; apptainer exec itself takes 0.22 s.
 enter_text() {
     cat <<'EOF'
 # What is visible inside (the same path as on the host, so a caller's paths mean the same):
@@ -129,6 +133,8 @@ shopt -s dotglob nullglob
 die() { echo "flashlink apptainer wrapper: $*" >&2; exit 255; }
 caller_path=${PATH:-}
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+# util-linux 2.42 (Debian sid/forky) moved pivot_root to util-linux-extra.
+command -v pivot_root >/dev/null || die "pivot_root not found (util-linux, or util-linux-extra on newer Debian): install it to use this wrapper"
 cwd=$(pwd -P 2>/dev/null || pwd)
 # The wrapper of a non-root caller ran us as uid 0 of a new user namespace: the real uid is the
 # owner of that namespace, read from uid_map ("0 <host uid> 1").
