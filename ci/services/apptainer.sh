@@ -369,7 +369,17 @@ ensure_fuse_access() {
 svc_install() {
     local t0=$SECONDS
     bash "$CI_DIR/services/image.sh" install
+    # One install at a time: a second one would debootstrap over the first or clobber its SIF.
+    mkdir -p "$APPTAINER_HOME"
+    exec 8>"$APPTAINER_HOME/install.lock"
+    flock 8
     ensure_ci_user
+    # An interrupted debootstrap leaves /proc and /sys mounted in the root, and debootstrap_root
+    # then removes an unfinished root with rm -rf: detach anything mounted below it first.
+    local m
+    { findmnt -rn -o TARGET | grep -F "$SID_ROOT/" || true; } | sort -r | while read -r m; do
+        umount -l "$m" && log "detached leftover mount $m"
+    done
     debootstrap_root sid "$SID_ROOT"
     log "sid root ready: $((SECONDS - t0)) s"
     sid_apt_install

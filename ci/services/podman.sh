@@ -29,12 +29,12 @@ as_user() {
 ensure_subids() {
     # Rootless podman maps container uids onto the user's subordinate range (newuidmap).
     local f
+    mkdir -p "$FLASHLINK_CI_CACHE"
     for f in /etc/subuid /etc/subgid; do
         touch "$f"
         ( flock 8
           grep -q "^$CI_USER:" "$f" || echo "$CI_USER:100000:65536" >>"$f"
-        ) 8>"$f.flashlink-lock"
-        rm -f "$f.flashlink-lock"
+        ) 8>"$FLASHLINK_CI_CACHE/.subid.lock"
     done
 }
 
@@ -64,6 +64,10 @@ podman_import() {
 svc_install() {
     local t0=$SECONDS
     bash "$CI_DIR/services/image.sh" install
+    # One install at a time (two sessions would import twice and remove each other's image).
+    mkdir -p "$FLASHLINK_CI_CACHE/podman"
+    exec 8>"$FLASHLINK_CI_CACHE/podman/install.lock"
+    flock 8
     if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v newuidmap >/dev/null; then
         apt_update_once
         # uidmap: newuidmap/newgidmap for rootless; bubblewrap shares the apt run (bwrap.sh).
