@@ -69,7 +69,9 @@ wait_until() {
 }
 
 # env_set RUNDIR KEY VALUE : record a client setting for the tests (and for `source`).
-env_set() { printf '%s=%q\n' "$2" "$3" >>"$1/env"; }
+# Written to env.partial and renamed to env only once start succeeded, so a refused second
+# start never wipes the settings of the instance that is running.
+env_set() { printf '%s=%q\n' "$2" "$3" >>"$1/env.partial"; }
 
 # stop_pidfile FILE [SECONDS] : TERM the process, KILL it after SECONDS (default 10).
 stop_pidfile() {
@@ -119,9 +121,11 @@ main_dispatch() {
             [ $# -eq 1 ] || die "usage: $0 $cmd RUNDIR"
             mkdir -p "$1"
             if [ "$cmd" = start ]; then
-                : >"$1/env"
+                rm -f "$1/env.partial"
                 local t0=$SECONDS
                 svc_start "$1"
+                touch "$1/env.partial"
+                mv "$1/env.partial" "$1/env"
                 log "started in $((SECONDS - t0)) s; settings in $1/env"
             else
                 svc_stop "$1"
