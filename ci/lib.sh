@@ -101,7 +101,7 @@ debootstrap_root() {
     local suite=$1 dir=$2; shift 2
     [ -f "$dir/.flashlink-ready" ] && return 0
     apt_install debootstrap
-    rm -rf "$dir"
+    rm -rf --one-file-system "$dir"   # never into a proc/sys a failed run left mounted
     mkdir -p "$(dirname "$dir")"
     debootstrap --variant=minbase "$@" "$suite" "$dir" http://deb.debian.org/debian >"$dir.debootstrap.log" 2>&1 \
         || die "debootstrap $suite failed, see $dir.debootstrap.log"
