@@ -1,1 +1,143 @@
-"""Wire types: pydantic models of the Kubernetes objects and interLink plugin messages."""
+"""Wire types: pydantic models of the Kubernetes objects and interLink plugin messages.
+
+Every model keeps unknown fields (and ignores them), reads JSON ``null`` lists as empty, and
+writes the exact wire keys with :meth:`KubeModel.to_wire`. The ``parse_*`` functions turn a
+decoded JSON/YAML document into a model or raise :class:`InvalidObjectError` naming each bad
+field by its path.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Accelerator",
+    "ConfigMap",
+    "ConfigMapEnvSource",
+    "ConfigMapKeySelector",
+    "ConfigMapProjection",
+    "ConfigMapVolumeSource",
+    "Container",
+    "ContainerState",
+    "ContainerStateRunning",
+    "ContainerStateTerminated",
+    "ContainerStateWaiting",
+    "ContainerStatus",
+    "CreateStruct",
+    "DownwardAPIProjection",
+    "DownwardAPIVolumeFile",
+    "DownwardAPIVolumeSource",
+    "EmptyDirVolumeSource",
+    "EnvFromSource",
+    "EnvVar",
+    "EnvVarSource",
+    "HostPathVolumeSource",
+    "InvalidObjectError",
+    "KeyToPath",
+    "KubeError",
+    "KubeModel",
+    "LogOpts",
+    "LogStruct",
+    "ObjectFieldSelector",
+    "ObjectMeta",
+    "PersistentVolumeClaimVolumeSource",
+    "PingResources",
+    "PingResponse",
+    "Pod",
+    "PodSecurityContext",
+    "PodSpec",
+    "PodStatus",
+    "ProjectedVolumeSource",
+    "Quantity",
+    "ResourceFieldSelector",
+    "ResourceRequirements",
+    "RetrievedContainer",
+    "RetrievedPodData",
+    "ScriptBuildConfig",
+    "Secret",
+    "SecretEnvSource",
+    "SecretKeySelector",
+    "SecretProjection",
+    "SecretVolumeSource",
+    "SecurityContext",
+    "ServiceAccountTokenProjection",
+    "Taint",
+    "Toleration",
+    "V1PodStatus",
+    "Volume",
+    "VolumeMount",
+    "VolumeProjection",
+    "format_cpu",
+    "parse_config_map",
+    "parse_create_request",
+    "parse_log_request",
+    "parse_pod",
+    "parse_quantity",
+    "parse_secret",
+]
+
+from flashlink.kube._base import KubeModel
+from flashlink.kube.errors import InvalidObjectError, KubeError
+from flashlink.kube.interlink import (
+    Accelerator,
+    CreateStruct,
+    LogOpts,
+    LogStruct,
+    PingResources,
+    PingResponse,
+    PodStatus,
+    RetrievedContainer,
+    RetrievedPodData,
+    ScriptBuildConfig,
+    Taint,
+    parse_create_request,
+    parse_log_request,
+)
+from flashlink.kube.objects import ConfigMap, Secret, parse_config_map, parse_secret
+from flashlink.kube.pod import (
+    Container,
+    EnvFromSource,
+    EnvVar,
+    EnvVarSource,
+    ObjectMeta,
+    Pod,
+    PodSecurityContext,
+    PodSpec,
+    ResourceRequirements,
+    SecurityContext,
+    Toleration,
+    V1PodStatus,
+    VolumeMount,
+    parse_pod,
+)
+from flashlink.kube.quantity import Quantity, format_cpu, parse_quantity
+from flashlink.kube.refs import (
+    ConfigMapEnvSource,
+    ConfigMapKeySelector,
+    ObjectFieldSelector,
+    ResourceFieldSelector,
+    SecretEnvSource,
+    SecretKeySelector,
+)
+from flashlink.kube.status import (
+    ContainerState,
+    ContainerStateRunning,
+    ContainerStateTerminated,
+    ContainerStateWaiting,
+    ContainerStatus,
+)
+from flashlink.kube.volumes import (
+    ConfigMapProjection,
+    ConfigMapVolumeSource,
+    DownwardAPIProjection,
+    DownwardAPIVolumeFile,
+    DownwardAPIVolumeSource,
+    EmptyDirVolumeSource,
+    HostPathVolumeSource,
+    KeyToPath,
+    PersistentVolumeClaimVolumeSource,
+    ProjectedVolumeSource,
+    SecretProjection,
+    SecretVolumeSource,
+    ServiceAccountTokenProjection,
+    Volume,
+    VolumeProjection,
+)
