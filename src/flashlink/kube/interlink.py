@@ -201,9 +201,7 @@ def parse_create_request(body: Any) -> RetrievedPodData:
         kind = type(body).__name__
         raise InvalidObjectError(
             "create request",
-            [
-                f"(top level): expected an object with 'pod' and 'container', got {kind}"
-            ],
+            [f"(top level): expected an object with 'pod' and 'container', got {kind}"],
         )
     request: RetrievedPodData = parse_as(RetrievedPodData, body, "create request")
     return request
