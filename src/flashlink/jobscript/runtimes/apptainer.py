@@ -1,0 +1,153 @@
+"""Apptainer (and Singularity): ``exec`` when the Pod sets ``command``, else ``run``.
+
+Kubernetes' command/args semantics map onto an image built from OCI layers as follows
+(Apptainer writes the image's ENTRYPOINT and CMD into the SIF's runscript):
+
+- ``command`` set: ``apptainer exec IMAGE command... args...`` (entrypoint and cmd ignored);
+- only ``args``: ``apptainer run IMAGE args...`` (the runscript runs ENTRYPOINT with the args
+  instead of CMD);
+- neither: ``apptainer run IMAGE``.
+
+The environment is passed as ``APPTAINERENV_NAME=value`` in the runtime's own environment (via
+``env``), which keeps it out of ``ps`` output, unlike argv. Apptainer 1.4 writes these into
+``/.inject-apptainer-env.sh`` as ``export NAME="value"``, escaping only ``"``, and sources it
+(measured: ``$HOME`` and backticks in a value were expanded, ``--env-file`` values too, even
+single-quoted), so backslashes, ``$`` and backticks are backslash-escaped here and every byte but
+NUL then arrives exactly. A name that is not a shell identifier makes that file fail to source
+and silently drops *every* variable (measured), so such names are refused; ``HOME`` cannot be
+overridden this way ("not permitted").
+With ``--containall`` (the default) each container gets private /tmp and /var/tmp under
+``--workdir`` in the job's scratch area: the default in-memory session directory is limited to
+64 MiB (``sessiondir max size``), too small for ML payloads.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ApptainerRuntime"]
+
+import re
+
+from flashlink.jobscript import images
+from flashlink.jobscript._plan import ContainerRun
+from flashlink.jobscript._shell import Var, Word, quote, word
+from flashlink.jobscript.config import RenderConfig
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DOUBLE_QUOTE_SPECIAL = re.compile(r"([\\$`])")
+_URI_SCHEMES = (
+    "docker://",
+    "oras://",
+    "library://",
+    "shub://",
+    "http://",
+    "https://",
+    "docker-archive:",
+    "oci-archive:",
+    "docker-daemon:",
+)
+
+
+def _escape(value: str) -> str:
+    """Undo Apptainer's double-quote evaluation of injected values (see the module docstring)."""
+    return _DOUBLE_QUOTE_SPECIAL.sub(lambda m: "\\" + m.group(1), value)
+
+
+class ApptainerRuntime:
+    name = "apptainer"
+    forbidden_path_chars = ":,"  # --bind SRC:DST:OPTS[,SRC:DST...]
+
+    def __init__(self, config: RenderConfig) -> None:
+        self.config = config
+        self.options = config.apptainer
+        self.executable = self.options.executable
+
+    def env_problem(self, name: str) -> str | None:
+        if not _IDENTIFIER.fullmatch(name):
+            return "Apptainer can only set variables whose names are shell identifiers"
+        if name == "HOME":
+            return "Apptainer does not let a container's HOME be overridden"
+        return None
+
+    def functions(self, run_id: str) -> list[str]:
+        return [
+            'fl_runtime_kill() { kill -KILL "$1" 2>/dev/null; }',
+            "fl_runtime_cleanup() { :; }",
+        ]
+
+    def image_function(self, function: str, image: str, pull_policy: str | None) -> list[str]:
+        found = images.candidates(image, self.config.images, sif=True)
+        uris = [c for c in found if c.startswith(_URI_SCHEMES)]
+        paths = [c for c in found if c not in uris]
+        lines = [f"{function}() {{"]
+        for path in paths:
+            lines.append(f"    if [ -e {quote(path)} ]; then FL_IMAGE={quote(path)}; return 0; fi")
+        if uris:
+            lines.append(f"    FL_IMAGE={quote(uris[0])}; return 0")
+        elif self.config.images.registry_fallback:
+            lines.append(f"    FL_IMAGE={quote('docker://' + image)}; return 0")
+        else:
+            tried = ", ".join(paths) or "no local image sources are configured"
+            lines.append(f"    fl_log {quote(f'no local image for {image} (tried: {tried})')}")
+            lines.append("    return 1")
+        lines.append("}")
+        return lines
+
+    def _workdir(self, run: ContainerRun) -> Word:
+        return word(Var("FL_SCRATCH"), f"/work/{run.name}")
+
+    def prepare(self, run: ContainerRun) -> list[str]:
+        if not self.options.containall:
+            return []
+        failed = quote(f"cannot create the work directory of container {run.name}")
+        return [
+            f"mkdir -p -- {self._workdir(run).render()} "
+            f"|| {{ fl_cannot_run {quote(run.name)} ContainerCannotRun {failed}; return; }}"
+        ]
+
+    def _gpu_flags(self, run: ContainerRun) -> list[str]:
+        flags = []
+        for flag, policy, vendor in (
+            ("--nv", self.options.nvidia, "nvidia.com/"),
+            ("--rocm", self.options.rocm, "amd.com/"),
+        ):
+            wanted = any(k.startswith(vendor) for k in run.gpus)
+            if policy == "always" or (policy == "auto" and wanted):
+                flags.append(flag)
+        return flags
+
+    def command(self, run: ContainerRun) -> list[Word]:
+        opts = self.options
+        env = [word(f"APPTAINERENV_{name}={_escape(value)}") for name, value in run.env]
+        if opts.cache_dir:
+            env.append(word(f"APPTAINER_CACHEDIR={opts.cache_dir}"))
+        argv = [word("env"), word("--"), *env, word(Var("FL_RUNTIME"))]
+        argv.append(word("exec" if run.command is not None else "run"))
+        flags: list[Word] = []
+        simple = [
+            ("--userns", opts.userns),
+            ("--fakeroot", opts.fakeroot or run.run_as_user == 0),
+            ("--containall", opts.containall),
+            ("--cleanenv", opts.cleanenv),
+            ("--no-home", opts.no_home),
+            ("--no-init", opts.no_init),
+            ("--no-privs", opts.no_privs),
+            ("--writable-tmpfs", opts.writable_tmpfs and not run.read_only_root),
+            ("--unsquash", opts.unsquash),
+        ]
+        flags += [word(flag) for flag, on in simple if on]
+        if opts.containall:
+            flags += [word("--workdir"), self._workdir(run)]
+        flags += [word(f) for f in self._gpu_flags(run)]
+        if run.working_dir:
+            flags += [word("--pwd"), word(run.working_dir)]
+        for bind in run.binds:
+            flags += [
+                word("--bind"),
+                bind.source + f":{bind.target}" + (":ro" if bind.read_only else ""),
+            ]
+        flags += [word(f) for f in opts.extra_flags]
+        argv += flags
+        argv.append(word(Var("FL_IMAGE")))
+        argv += [word(a) for a in (run.command or ())]
+        argv += [word(a) for a in (run.args or ())]
+        return argv
