@@ -20,6 +20,7 @@ import pytest
 
 from servicekit import Service
 from servicekit._service import REPO
+from servicekit.containers import exec_argv
 from servicekit.htcondor import condor_arguments, run_as_submit_user, wait_for_job
 
 pytestmark = pytest.mark.htcondor
@@ -151,3 +152,26 @@ schedd.submit(htcondor2.Submit({"executable": "/bin/true"}))
 
     assert proc.returncode != 0
     assert "Failed to authenticate using IDTOKENS" in proc.stderr
+
+
+@pytest.mark.apptainer
+def test_apptainer_runs_inside_job(apptainer: Service, schedd: Any, shared_tmp: Path) -> None:
+    # The Apptainer wrapper and the SIF live under /var/cache/flashlink-ci, which the pool's root
+    # mounts read-only; the job (as flashci, in HTCondor's scratch dir) runs the test image.
+    nonce = uuid.uuid4().hex
+    argv = exec_argv(apptainer, ["/bin/sh", "-c", f"echo {nonce} $(id -un) > out.txt; ls /"])
+    result = schedd.submit(
+        _description(
+            shared_tmp,
+            argv,
+            transfer_output_files="out.txt",
+            environment='"PATH=/usr/local/bin:/usr/bin:/bin"',
+        )
+    )
+    ad = wait_for_job(schedd, result.cluster(), timeout=120)
+
+    assert ad["ExitCode"] == 0, (shared_tmp / "job.err").read_text()
+    assert (shared_tmp / "out.txt").read_text() == f"{nonce} flashci\n"
+    # The listing is the busybox image's root, not the trixie root the job started in.
+    listing = (shared_tmp / "job.out").read_text().split()
+    assert "entrypoint.sh" in listing
