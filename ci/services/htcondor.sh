@@ -6,7 +6,7 @@ source "$(dirname "$0")/../lib.sh"
 
 ROOT=$FLASHLINK_CI_CACHE/htcondor/root
 # Bump when the install recipe changes, so a cached root is rebuilt.
-RECIPE=1
+RECIPE=2
 STAMP=$ROOT/.flashlink-htcondor-$RECIPE
 
 in_root() { chroot "$ROOT" "$@"; }
@@ -23,16 +23,25 @@ svc_install() {
     cp /etc/hosts "$ROOT/etc/hosts"
     # Recommends pull in ~70 packages a pool does not need (measured 123 pkgs with, see reference).
     in_root apt-get -q -o DPkg::Lock::Timeout=900 update >/dev/null
-    in_root apt-get -q -y --no-install-recommends install htcondor bubblewrap >/dev/null \
-        || die "apt-get install htcondor bubblewrap inside $ROOT failed"
+    # bubblewrap and rootless podman (with runc: crun fails on this kernel's hybrid cgroups) so
+    # jobs can run containers, as on a worker node of an HTCondor CE.
+    in_root apt-get -q -y --no-install-recommends install htcondor bubblewrap podman runc uidmap \
+        >/dev/null || die "apt-get install htcondor bubblewrap podman inside $ROOT failed"
     in_root apt-get clean
-    log "htcondor + bubblewrap installed in the root in $((SECONDS - t1)) s"
+    mkdir -p "$ROOT/etc/containers/containers.conf.d"
+    printf '[engine]\nruntime = "runc"\n' >"$ROOT/etc/containers/containers.conf.d/50-flashlink-runc.conf"
+    log "htcondor, bubblewrap and podman installed in the root in $((SECONDS - t1)) s"
     # Jobs run as the submitting user; the same uid/gid must exist in the root.
     local gid
     gid=$(id -g "$CI_USER")
     in_root getent group "$gid" >/dev/null || in_root groupadd -g "$gid" "$CI_USER"
     in_root id -u "$CI_USER" >/dev/null 2>&1 \
         || in_root useradd -m -u "$CI_UID" -g "$gid" -s /bin/bash "$CI_USER"
+    # Rootless podman in jobs maps the container's uids through these ranges.
+    local f
+    for f in subuid subgid; do
+        grep -q "^$CI_USER:" "$ROOT/etc/$f" 2>/dev/null || echo "$CI_USER:100000:65536" >>"$ROOT/etc/$f"
+    done
     in_root condor_version | head -n 1 >&2
     touch "$STAMP"
     log "htcondor root built in $((SECONDS - t0)) s ($(du -sm "$ROOT" | cut -f1) MB)"

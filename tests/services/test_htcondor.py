@@ -175,3 +175,35 @@ def test_apptainer_runs_inside_job(apptainer: Service, schedd: Any, shared_tmp: 
     # The listing is the busybox image's root, not the trixie root the job started in.
     listing = (shared_tmp / "job.out").read_text().split()
     assert "entrypoint.sh" in listing
+
+
+@pytest.mark.podman
+def test_rootless_podman_runs_inside_job(podman: Service, schedd: Any, shared_tmp: Path) -> None:
+    # The pool's root has its own podman (trixie, runc); the job imports the test image from a
+    # tarball it receives by file transfer and runs it rootless as the submit user.
+    subprocess.run(
+        ["tar", "-C", podman["TEST_IMAGE_DIR"], "-cf", str(shared_tmp / "image.tar"), "."],
+        check=True,
+    )
+    nonce = uuid.uuid4().hex
+    script = (
+        "export PODMAN_IGNORE_CGROUPSV1_WARNING=1; "
+        "podman import -q image.tar localhost/flashlink-test:job >/dev/null && "
+        "podman run --rm --network=none localhost/flashlink-test:job "
+        f"/bin/sh -c 'echo {nonce} > /proof; cat /proof; id -u; ls /'"
+    )
+    result = schedd.submit(
+        _description(
+            shared_tmp,
+            ["/bin/sh", "-c", script],
+            transfer_input_files="image.tar",
+            environment='"PATH=/usr/local/bin:/usr/bin:/bin"',
+        )
+    )
+    ad = wait_for_job(schedd, result.cluster(), timeout=120)
+
+    assert ad["ExitCode"] == 0, (shared_tmp / "job.err").read_text()
+    out = (shared_tmp / "job.out").read_text().split()
+    # root inside the container (mapped to flashci outside), in the busybox image's root.
+    assert out[:2] == [nonce, "0"]
+    assert "entrypoint.sh" in out
