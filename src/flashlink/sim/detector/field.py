@@ -71,19 +71,26 @@ class FieldMap:
     def lookup(self, x: Array, y: Array, z: Array) -> Array:
         """Field (n, 3) at the points, trilinear interpolation; zero outside [z_min, z_max]."""
         nx, ny, nz, _ = self.b.shape
-        fx = np.clip((x - self.x0) / self.step[0], 0, nx - 1.000001)
-        fy = np.clip((y - self.y0) / self.step[1], 0, ny - 1.000001)
+        fx = np.minimum(np.maximum((x - self.x0) / self.step[0], 0.0), nx - 1.000001)
+        fy = np.minimum(np.maximum((y - self.y0) / self.step[1], 0.0), ny - 1.000001)
         fz = (z - self.z0) / self.step[2]
         inside = (fz >= 0) & (fz <= nz - 1)
-        fz = np.clip(fz, 0, nz - 1.000001)
+        fz = np.minimum(np.maximum(fz, 0.0), nz - 1.000001)
         ix, iy, iz = fx.astype(np.int64), fy.astype(np.int64), fz.astype(np.int64)
         ux, uy, uz = (fx - ix)[:, None], (fy - iy)[:, None], (fz - iz)[:, None]
-        b = self.b
-        c00 = b[ix, iy, iz] * (1 - ux) + b[ix + 1, iy, iz] * ux
-        c10 = b[ix, iy + 1, iz] * (1 - ux) + b[ix + 1, iy + 1, iz] * ux
-        c01 = b[ix, iy, iz + 1] * (1 - ux) + b[ix + 1, iy, iz + 1] * ux
-        c11 = b[ix, iy + 1, iz + 1] * (1 - ux) + b[ix + 1, iy + 1, iz + 1] * ux
-        out = (c00 * (1 - uy) + c10 * uy) * (1 - uz) + (c01 * (1 - uy) + c11 * uy) * uz
+        flat = self.b.reshape(-1, 3)
+        base = (ix * ny + iy) * nz + iz
+        sx, sy = ny * nz, nz
+
+        def at(offset: int) -> Array:
+            out: Array = flat[base + offset]
+            return out
+
+        c00 = at(0) * (1 - ux) + at(sx) * ux
+        c10 = at(sy) * (1 - ux) + at(sx + sy) * ux
+        c01 = at(1) * (1 - ux) + at(sx + 1) * ux
+        c11 = at(sy + 1) * (1 - ux) + at(sx + sy + 1) * ux
+        out: Array = (c00 * (1 - uy) + c10 * uy) * (1 - uz) + (c01 * (1 - uy) + c11 * uy) * uz
         out[~inside] = 0.0
         return out
 
@@ -91,7 +98,7 @@ class FieldMap:
         """Integral of By dz (T mm) along a line of constant x, y."""
         zs = np.linspace(z_from, z_to, 2001)
         by = self.lookup(np.full_like(zs, x), np.full_like(zs, y), zs)[:, 1]
-        return float(np.trapezoid(by, zs))
+        return float(np.sum(0.5 * (by[1:] + by[:-1]) * np.diff(zs)))
 
 
 def _derivative(field: FieldMap, z: Array, s: Array) -> Array:
