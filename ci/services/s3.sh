@@ -8,7 +8,9 @@ SVC=s3
 WEED=${FLASHLINK_VENV:-$CI_DIR/../.venv}/bin/weed
 
 svc_install() {
-    ensure_work_dir   # the binary itself comes with the venv (extra "test")
+    apt_update_once
+    apt_install curl   # the readiness probe; the weed binary itself comes with the venv
+    ensure_work_dir
 }
 
 svc_check() {
