@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 import flashlink
+from flashlink.cli.jobscript import app as jobscript_app
 
 app = typer.Typer(
     name="flashlink",
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 
 _console = Console()
+app.add_typer(jobscript_app)
 
 
 @app.callback()

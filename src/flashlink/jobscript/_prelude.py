@@ -121,7 +121,6 @@ fl_child_signal() {
 
 fl_stop_child() {  # SIGTERM now, SIGKILL after the grace period unless it has exited
     [ -n "$FL_KILLER" ] && return 0
-    kill -TERM "$FL_CHILD" 2>/dev/null
     (
         s=''
         trap 'kill "$s" 2>/dev/null; exit 0' TERM
@@ -130,6 +129,7 @@ fl_stop_child() {  # SIGTERM now, SIGKILL after the grace period unless it has e
         wait "$s" && fl_runtime_kill "$FL_CHILD"
     ) &
     FL_KILLER=$!
+    fl_runtime_term "$FL_CHILD"
 }
 
 fl_stamp() {  # prefix each line with an RFC 3339 UTC timestamp (bash builtins: no fork per line)

@@ -70,6 +70,8 @@ class ApptainerRuntime:
 
     def functions(self, run_id: str) -> list[str]:
         return [
+            # apptainer forwards signals to the container (its shim init does, as PID 1)
+            'fl_runtime_term() { kill -TERM "$1" 2>/dev/null; }',
             'fl_runtime_kill() { kill -KILL "$1" 2>/dev/null; }',
             "fl_runtime_cleanup() { :; }",
         ]
