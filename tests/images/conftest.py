@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from flashlink.images.builders import ApptainerBuilder
+from flashlink.images.cache import CacheSettings, ImageCache
+from flashlink.images.sources import SourceResolver, SourceRule
 from flashlink.images.store import DirectoryStore, ObjectStore, S3Store
 from servicekit import Service
 
@@ -50,3 +55,48 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str]
 def store(request: pytest.FixtureRequest, make_store: Callable[[str], ObjectStore]) -> ObjectStore:
     kind: str = request.param
     return make_store(kind)
+
+
+def builds(cache: ImageCache, result: str = "success") -> float:
+    """How many builds of ``result`` this cache ran (from its Prometheus registry)."""
+    value = cache.metrics.registry.get_sample_value(
+        "flashlink_images_builds_total", {"result": result}
+    )
+    return value or 0.0
+
+
+@pytest.fixture
+def rootfs(apptainer: Service, tmp_path: Path) -> Path:
+    """A private copy of the busybox test rootfs: tests change it to move a "tag"."""
+    target = tmp_path / "rootfs"
+    shutil.copytree(apptainer["TEST_IMAGE_DIR"], target, symlinks=True)
+    return target
+
+
+@pytest.fixture
+def make_cache(apptainer: Service, tmp_path: Path) -> Iterator[Callable[..., ImageCache]]:
+    """``make_cache(store, rules={pattern: source}, podman=..., **CacheSettings)``."""
+    made: list[ImageCache] = []
+
+    def make(
+        store: ObjectStore,
+        rules: dict[str, str] | None = None,
+        podman: str = "podman",
+        **settings: Any,
+    ) -> ImageCache:
+        resolver = SourceResolver(
+            [SourceRule(k, v) for k, v in (rules or {}).items()],
+            allow_registry=False,
+            podman=[podman],
+            digest_ttl=settings.pop("digest_ttl", 0.0),
+        )
+        builder = ApptainerBuilder(apptainer=[apptainer["APPTAINER"]], podman=[podman])
+        settings.setdefault("workdir", tmp_path / "work")
+        settings.setdefault("retry_after", 1)
+        cache = ImageCache(store, builder, resolver, CacheSettings(**settings))
+        made.append(cache)
+        return cache
+
+    yield make
+    for cache in made:
+        cache.close()

@@ -11,6 +11,7 @@
         │   └── ObjectNotFoundError (no such key)
         ├── SourceError             (the image source cannot be resolved: no rule, podman failed)
         ├── BuildError              (the builder failed; the message is its stderr; HTTP 502)
+        ├── BusyError               (too many builds queued; HTTP 503)
         └── ClientError             (what :mod:`flashlink.images.client` raises)
             ├── ServiceError        (the service answered an unexpected status)
             ├── ImageBuildFailedError (the service reports a failed build, 502)
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 __all__ = [
     "BuildError",
+    "BusyError",
     "ChecksumMismatchError",
     "ClientError",
     "ConfigError",
@@ -84,6 +86,10 @@ class SourceError(ImagesError):
 
 class BuildError(ImagesError):
     """The builder failed; the message carries the builder's own diagnostics."""
+
+
+class BusyError(ImagesError):
+    """Too many different images are queued for building; ask again later."""
 
 
 class ClientError(ImagesError):
