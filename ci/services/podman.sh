@@ -68,11 +68,13 @@ svc_install() {
     mkdir -p "$FLASHLINK_CI_CACHE/podman"
     exec 8>"$FLASHLINK_CI_CACHE/podman/install.lock"
     flock 8
-    if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v newuidmap >/dev/null; then
+    if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v newuidmap >/dev/null \
+        || ! command -v fusermount3 >/dev/null; then
         apt_update_once
         # uidmap: newuidmap/newgidmap for rootless; bubblewrap shares the apt run (bwrap.sh).
-        apt_install podman runc bubblewrap uidmap
-        log "apt podman runc bubblewrap uidmap: $((SECONDS - t0)) s"
+        # fuse3: fusermount for the FUSE mounts of job scripts (rclone mount2, JuiceFS; tests/jobscript)
+        apt_install podman runc bubblewrap uidmap fuse3
+        log "apt podman runc bubblewrap uidmap fuse3: $((SECONDS - t0)) s"
     fi
     mkdir -p "$(dirname "$RUNC_CONF")"
     printf '# flashlink CI: crun fails on this hybrid-cgroup kernel, runc works.\n[engine]\nruntime = "runc"\n' \
