@@ -66,6 +66,8 @@ TRACK_COLUMNS: dict[str, str] = {
     "purity": "fraction of hits from the matched particle",
     "mc_index": "generator index of the matched particle (-1 for ghosts)",
     "mc_pid": "PDG id of the matched particle (0 for ghosts)",
+    "mc_mother": "generator index of its mother (-1: none or ghost)",
+    "mc_gmother": "generator index of its grandmother (-1: none or ghost)",
     "true_x": "true x at the fitted z (mm)",
     "true_y": "true y at the fitted z (mm)",
     "true_tx": "true dx/dz at the origin",
@@ -325,6 +327,12 @@ def _track_table(  # noqa: PLR0915 - builds one flat table, column by column
             "n_tracks_event": n_tracks.astype(np.int64),
         }
     )
+    offsets = chunk.offsets()
+    gen_row = offsets[event_idx] + np.maximum(gen_index, 0)
+    mother = np.where(gen_index >= 0, chunk["mother"][gen_row], -1)
+    gmother = np.where(mother >= 0, chunk["mother"][offsets[event_idx] + np.maximum(mother, 0)], -1)
+    table["mc_mother"] = mother.astype(np.int64)
+    table["mc_gmother"] = gmother.astype(np.int64)
     table["_mc_row"] = mc_row
     table["_event"] = event_idx
     table["_ok"] = fit.ok
@@ -333,7 +341,6 @@ def _track_table(  # noqa: PLR0915 - builds one flat table, column by column
     table["_last_tx"] = fit.last_state[:, 2]
     table["_last_ty"] = fit.last_state[:, 3]
     table["_last_z"] = fit.last_z
-    del chunk
     return table
 
 
