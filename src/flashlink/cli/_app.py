@@ -8,7 +8,9 @@ import typer
 from rich.console import Console
 
 import flashlink
+from flashlink.cli.images import app as images_app
 from flashlink.cli.jobscript import app as jobscript_app
+from flashlink.cli.sim import app as sim_app
 
 app = typer.Typer(
     name="flashlink",
@@ -19,6 +21,8 @@ app = typer.Typer(
 
 _console = Console()
 app.add_typer(jobscript_app)
+app.add_typer(images_app)
+app.add_typer(sim_app)
 
 
 @app.callback()

@@ -75,6 +75,7 @@ class NtupleWriter:
             ParquetSink(f"{url_stem}.parquet", metadata) if "parquet" in formats else None
         )
         self._root: Any = None
+        self._tree: Any = None
         self._tmpdir: str | None = None
         self._root_path: str | None = None
         if "root" in formats:
@@ -104,9 +105,9 @@ class NtupleWriter:
             data = {k: np.asarray(v, dtype=np.float64) for k, v in table.items()}
             if self._root is None:
                 self._root = self._uproot.recreate(self._root_path)
-                self._root["DecayTree"] = data
-            else:
-                self._root["DecayTree"].extend(data)
+                # mktree: a classic TTree (assigning a dict makes an RNTuple in uproot 5.7)
+                self._tree = self._root.mktree("DecayTree", dict.fromkeys(data, np.float64))
+            self._tree.extend(data)
         self.entries += n
 
     def close(self) -> None:
