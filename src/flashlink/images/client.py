@@ -79,12 +79,22 @@ class ImagesClient:
         self._http = httpx.Client(
             base_url=self.url, headers=headers, timeout=timeout, transport=transport
         )
+        self._timeout = timeout
+        # made on first use: an httpx.Client loads the CA bundle (86 ms here, measured), and
+        # a job whose image is already in the node cache never downloads
+        self._download_client: httpx.Client | None = None
+
+    @property
+    def _download(self) -> httpx.Client:
         # presigned URLs go to the object store: no service token on those requests
-        self._download = httpx.Client(timeout=timeout, follow_redirects=True)
+        if self._download_client is None:
+            self._download_client = httpx.Client(timeout=self._timeout, follow_redirects=True)
+        return self._download_client
 
     def close(self) -> None:
         self._http.close()
-        self._download.close()
+        if self._download_client is not None:
+            self._download_client.close()
 
     def __enter__(self) -> ImagesClient:
         return self
