@@ -3,33 +3,31 @@
 Branches (LHCb DecayTreeTuple names; ``<head>`` is B, B0 or Dst, ``<trk>`` a track prefix such as
 ``Kplus``, ``muplus``, ``piminus``):
 
-================================  ================================================================
-``eventNumber``               event number
-``nTracks``, ``nPVs``         reconstructed tracks and primary vertices in the event
-``<head>_M``                  invariant mass from the tracks with their mass hypotheses (GeV)
-``<head>_MERR``               its uncertainty from the tracks' momentum covariances (GeV)
-``<head>_P``, ``_PT``, ``_ETA``  momentum, transverse momentum (GeV), pseudorapidity
-``<head>_ENDVERTEX_{X,Y,Z}``  decay vertex (mm); ``_CHI2``, ``_NDOF`` its fit quality
-``<head>_OWNPV_{X,Y,Z}``      the primary vertex with the smallest candidate IP chi2 (mm)
-``<head>_IPCHI2_OWNPV``       impact-parameter chi2 of the candidate with respect to it
-``<head>_FD_OWNPV``           flight distance (mm); ``_FDCHI2_OWNPV`` its chi2
-``<head>_DIRA_OWNPV``         cosine of the angle between momentum and flight direction
-``<head>_TAU``                decay time from the flight distance, PDG mass and momentum (ns)
-``<head>_TRUEMATCH``          1 if every track is a non-ghost of the right true species and
-                              the tracks descend from one head through the intermediates
-``<res>_M``, ``_P``, ``_PT``  intermediate resonance (Jpsi, D0): mass, momenta;
-``<res>_ENDVERTEX_CHI2``      and its own vertex fit (``_NDOF``)
-``deltaM``                    m(D*) - m(D0) for D*+ -> D0 pi+ (GeV)
-``<trk>_P, _PT, _PX, _PY, _PZ``  track momentum at closest approach to the beam (GeV)
-``<trk>_ETA``, ``_PHI``, ``_Q``  direction and charge
-``<trk>_IP_OWNPV``            transverse impact parameter (mm); ``_IPCHI2_OWNPV`` its chi2
-``<trk>_PIDK, _PIDp, _PIDe, _PIDmu``  RICH (and ECAL for e) DLL(h - pi)
-``<trk>_isMuon``              muon-system isMuon; ``_RichPhotons`` photons; ``_CaloE`` ECAL (GeV)
-``<trk>_TRACK_Type``          1 long (only long tracks are combined)
-``<trk>_TRACK_CHI2NDOF``, ``_TRACK_nDoF``  track-fit quality
-``<trk>_TRACK_GHOST``         truth: 1 for a ghost track
-``<trk>_TRUEID``, ``_TRUEP``  truth: PDG id and momentum of the matched particle
-================================  ================================================================
+* ``eventNumber``: event number
+* ``nTracks``, ``nPVs``: reconstructed tracks and primary vertices in the event
+* ``<head>_M``: invariant mass from the tracks with their mass hypotheses (GeV)
+* ``<head>_MERR``: its uncertainty from the tracks' momentum covariances (GeV)
+* ``<head>_P``, ``_PT``, ``_ETA``: momentum, transverse momentum (GeV), pseudorapidity
+* ``<head>_ENDVERTEX_{X,Y,Z}``: decay vertex (mm); ``_CHI2``, ``_NDOF`` its fit quality
+* ``<head>_OWNPV_{X,Y,Z}``: the primary vertex with the smallest candidate IP chi2 (mm)
+* ``<head>_IPCHI2_OWNPV``: impact-parameter chi2 of the candidate with respect to it
+* ``<head>_FD_OWNPV``: flight distance (mm); ``_FDCHI2_OWNPV`` its chi2
+* ``<head>_DIRA_OWNPV``: cosine of the angle between momentum and flight direction
+* ``<head>_TAU``: decay time from the flight distance, PDG mass and momentum (ns)
+* ``<head>_TRUEMATCH``: 1 if every track is a non-ghost of the right true species and the tracks
+  descend from one head through the intermediates
+* ``<res>_M``, ``_P``, ``_PT``: intermediate resonance (Jpsi, D0): mass, momenta;
+* ``<res>_ENDVERTEX_CHI2``: and its own vertex fit (``_NDOF``)
+* ``deltaM``: m(D*) - m(D0) for D*+ -> D0 pi+ (GeV)
+* ``<trk>_P, _PT, _PX, _PY, _PZ``: track momentum at closest approach to the beam (GeV)
+* ``<trk>_ETA``, ``_PHI``, ``_Q``: direction and charge
+* ``<trk>_IP_OWNPV``: transverse impact parameter (mm); ``_IPCHI2_OWNPV`` its chi2
+* ``<trk>_PIDK, _PIDp, _PIDe, _PIDmu``: RICH (and ECAL for e) DLL(h - pi)
+* ``<trk>_isMuon``: muon-system isMuon; ``_RichPhotons`` photons; ``_CaloE`` ECAL (GeV)
+* ``<trk>_TRACK_Type``: 1 long (only long tracks are combined)
+* ``<trk>_TRACK_CHI2NDOF``, ``_TRACK_nDoF``: track-fit quality
+* ``<trk>_TRACK_GHOST``: truth: 1 for a ghost track
+* ``<trk>_TRUEID``, ``_TRUEP``: truth: PDG id and momentum of the matched particle
 
 All branches are float64; the tree is called ``DecayTree``.
 """
