@@ -263,14 +263,21 @@ fl_fuse_mount() {
 }
 
 fl_fuse_unmount_all() {
-    local mp pid
-    for mp in "${FL_FUSE_MOUNTS[@]}"; do
-        mountpoint -q -- "$mp" || continue
-        fusermount3 -u "$mp" 2>/dev/null || fusermount -u "$mp" 2>/dev/null \
-            || umount "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null \
-            || fl_log "could not unmount $mp"
-    done
-    for pid in "${FL_FUSE_PIDS[@]}"; do
+    local k mp pid i mounted
+    for k in "${!FL_FUSE_MOUNTS[@]}"; do
+        mp=${FL_FUSE_MOUNTS[k]} pid=${FL_FUSE_PIDS[k]} mounted=0
+        if mountpoint -q -- "$mp"; then
+            mounted=1
+            fusermount3 -u "$mp" 2>/dev/null || fusermount -u "$mp" 2>/dev/null \
+                || umount "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null \
+                || fl_log "could not unmount $mp"
+        fi
+        # A mount helper in the foreground (rclone mount, juicefs mount) flushes and exits once
+        # unmounted: give it that time before stopping what is left of its process group.
+        for ((i = 0; mounted && i < 100; i++)); do
+            kill -0 -- "-$pid" 2>/dev/null || break
+            sleep 0.1
+        done
         kill -TERM -- "-$pid" 2>/dev/null
     done
 }

@@ -23,7 +23,7 @@ class Runtime(Protocol):
         ...
 
     def functions(self, run_id: str) -> list[str]:
-        """Script lines defining ``fl_runtime_term PID``, ``fl_runtime_kill PID``, ``fl_runtime_cleanup``.
+        """Lines defining ``fl_runtime_term PID``, ``fl_runtime_kill PID``, ``fl_runtime_cleanup``.
 
         ``run_id`` is a name-safe prefix unique to the pod (the script appends its pid).
         """
