@@ -147,3 +147,24 @@ def test_detailed_simulation_is_reproducible() -> None:
     b = _run({"channel": "Dst2D0pi"}, 40, 11)["tracks"]
     for name in a:
         np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_chunks_without_tracks_still_give_tables(tmp_path: Path) -> None:
+    from flashlink.sim.detector.pipeline import run_detailed
+    from flashlink.sim.io import iter_tables
+
+    outside = parse_generator_config(
+        {"mode": "gun", "channel": "pi", "eta_min": 6.0, "eta_max": 7.0}
+    )
+    inside = parse_generator_config({"mode": "gun", "channel": "Bd2Kpi"})
+    chunks = [*generate(outside, 10, 1, 10)]
+    chunks += [
+        c.__class__.from_columns({**c.columns, "event_id": c["event_id"] + 10})
+        for c in generate(inside, 10, 2, 10)
+    ]
+    sim = run_detailed(chunks, str(tmp_path), seed=1)
+    assert sim.counts["events"] == 20
+    tracks = list(iter_tables(str(tmp_path / "tracks.parquet")))
+    n = sum(len(t["p"]) for t in tracks)
+    assert n == sim.counts["tracks"] > 0
+    assert all(np.all(t["event_id"] >= 10) for t in tracks)

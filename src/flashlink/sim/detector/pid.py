@@ -67,7 +67,7 @@ def rich_photons(
     bkg = rng.uniform(0, rich.theta_max, int(n_bkg.sum()))
     # per track: signal photons then background photons
     angles = np.empty(int(counts.sum()))
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    starts = (np.cumsum(counts) - counts).astype(np.int64)
     sig_pos = np.repeat(starts, n_sig) + _ranks(n_sig)
     bkg_pos = np.repeat(starts + n_sig, n_bkg) + _ranks(n_bkg)
     angles[sig_pos] = sig
