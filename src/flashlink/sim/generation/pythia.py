@@ -161,13 +161,18 @@ class _ColumnBuffer:
         first_in = [-1]
         vertex_pos: list[tuple[float, float, float, float]] = [(0.0, 0.0, 0.0, 0.0)]
         origin: tuple[float, float, float, float] | None = None
+        # local bindings: the interpreter overhead of this loop is ~40% of the conversion
+        pid_append, status_append = self.pid.append, self.status.append
+        momenta_append = self.momenta.append
         for i, particle in enumerate(particles, start=1):
-            self.pid.append(particle.id())
-            self.status.append(particle.statusHepMC())
-            self.momenta.append(
+            pid_append(particle.id())
+            status_append(particle.statusHepMC())
+            momenta_append(
                 (particle.px(), particle.py(), particle.pz(), particle.e(), particle.m())
             )
-            mothers = [m for m in particle.motherList() if m > 0]
+            mothers = particle.motherList()
+            if 0 in mothers:  # entry 0 is the system: the gun particle points at it
+                mothers = [m for m in mothers if m > 0]
             if not mothers:
                 if origin is None:
                     origin = (
@@ -178,17 +183,19 @@ class _ColumnBuffer:
                     )
                 continue
             head = mothers[0]
-            if end[head] == 0:
+            vertex = end[head]
+            if vertex == 0:
                 vertex = len(first_in)
-                first_in.append(n + 1)
-                vertex_pos.append(
-                    (particle.xProd(), particle.yProd(), particle.zProd(), particle.tProd())
-                )
+                lowest = n + 1
                 for m in mothers:
                     if end[m] == 0:
                         end[m] = vertex
-                        first_in[vertex] = min(first_in[vertex], m)
-            prod[i] = end[head]
+                        lowest = min(lowest, m)
+                first_in.append(lowest)
+                vertex_pos.append(
+                    (particle.xProd(), particle.yProd(), particle.zProd(), particle.tProd())
+                )
+            prod[i] = vertex
         vertex_pos[0] = origin or (0.0, 0.0, 0.0, 0.0)
         self.positions.extend(vertex_pos[v] for v in prod[1:])
         self.mother.extend(first_in[v] - 1 if v else -1 for v in prod[1:])
