@@ -10,6 +10,7 @@ from rich.console import Console
 import flashlink
 from flashlink.cli.images import app as images_app
 from flashlink.cli.jobscript import app as jobscript_app
+from flashlink.cli.plugin import app as plugin_app
 from flashlink.cli.sim import app as sim_app
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ _console = Console()
 app.add_typer(jobscript_app)
 app.add_typer(images_app)
 app.add_typer(sim_app)
+app.add_typer(plugin_app)
 
 
 @app.callback()
