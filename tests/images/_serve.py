@@ -73,6 +73,12 @@ class ServeProcess:
         self.stop()
         raise RuntimeError(f"the service did not answer in {timeout} s: {self.log.read_text()}")
 
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise RuntimeError("the service is not started")
+        return self.proc.pid
+
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return

@@ -180,6 +180,29 @@ class ImageCache:
             task = self._submit(entry)
         return self._pending(ref, task.state, task.since, self.owner)
 
+    def lookup_cached(self, reference: str) -> Ready | None:
+        """The answer for an entry this replica has fresh in memory, else None; no I/O.
+
+        The service answers hits from the event loop with this (no thread hop), and sends
+        everything else to :meth:`lookup` in a worker thread.
+        """
+        try:
+            ref = ImageReference.parse(reference)
+            source = self.resolver.source_for(ref)
+        except ImagesError:
+            return None
+        found, digest = self.resolver.cached_digest(ref, source)
+        if not found:
+            return None
+        key = _Entry(ref, source, digest).meta_key
+        with self._lock:
+            cached = self._meta.get(key)
+        if cached is None or time.monotonic() - cached[0] >= self.settings.meta_ttl:
+            return None
+        meta = cached[1]
+        self.metrics.hits.inc()
+        return Ready(meta, self.store.locate(meta.object_key, self.settings.presign_expiry))
+
     def _pending(self, ref: ImageReference, state: str, since: float, owner: str) -> Pending:
         body = BuildPending(
             state="building" if state == "building" else "queued",

@@ -167,13 +167,20 @@ class SourceResolver:
             "access is off (build.allow_registry = false)"
         )
 
+    def cached_digest(self, ref: ImageReference, source: Source) -> tuple[bool, str | None]:
+        """(True, digest) when a fresh digest is cached, else (False, None); never does I/O."""
+        with self._lock:
+            hit = self._cache.get((str(ref), source.uri))
+        if hit is not None and time.monotonic() - hit[0] < self.digest_ttl:
+            return True, hit[1]
+        return False, None
+
     def digest(self, ref: ImageReference, source: Source) -> str | None:
+        found, cached = self.cached_digest(ref, source)
+        if found:
+            return cached
         key = (str(ref), source.uri)
         now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(key)
-        if hit is not None and now - hit[0] < self.digest_ttl:
-            return hit[1]
         value = self._compute(ref, source)
         with self._lock:
             self._cache[key] = (now, value)

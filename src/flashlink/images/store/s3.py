@@ -4,16 +4,18 @@ Two clients: one talks to ``endpoint_url`` (what the service reaches), the other
 presigned URLs for ``public_endpoint_url`` (what jobs reach). Signing is offline, and SigV4 signs
 the Host header, so a URL signed for ``https://s3.example.org`` is valid only when fetched there.
 
-Uploads go through boto3's managed transfer (multipart above 64 MiB, streamed from the file, so
-memory does not grow with the image) with ``ChecksumAlgorithm=SHA256``: the server verifies each
-part's checksum before it accepts it (SeaweedFS answers BadDigest to a wrong one, measured). The
-whole-file sha256 is stored as user metadata (``x-amz-meta-sha256``) for clients to verify.
+Uploads go through boto3's managed transfer (multipart above 64 MiB in 16 MiB parts, read from
+the file part by part, so memory does not grow with the image) with ``ChecksumAlgorithm=SHA256``:
+the server verifies each part's checksum before it accepts it (SeaweedFS answers BadDigest to a
+wrong one, measured). The whole-file sha256 is stored as user metadata (``x-amz-meta-sha256``)
+for clients to verify.
 """
 
 from __future__ import annotations
 
 __all__ = ["S3Store"]
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,7 +28,11 @@ if TYPE_CHECKING:
 
 _PRECONDITION_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+# Parts of 16 MiB, 4 in flight: an upload holds at most ~64 MiB whatever the SIF's size
+# (boto3's defaults, 8 MiB x 10 threads, are similar; see benchmarks/images_cache.py for RSS).
 _MULTIPART_THRESHOLD = 64 << 20
+_PART_SIZE = 16 << 20
+_UPLOAD_THREADS = 4
 
 
 def _code(exc: Exception) -> str:
@@ -85,8 +91,12 @@ class S3Store:
             "s3", endpoint_url=public_endpoint_url or endpoint_url, **kwargs
         )
         self._transfer = TransferConfig(
-            multipart_threshold=_MULTIPART_THRESHOLD, multipart_chunksize=_MULTIPART_THRESHOLD
+            multipart_threshold=_MULTIPART_THRESHOLD,
+            multipart_chunksize=_PART_SIZE,
+            max_concurrency=_UPLOAD_THREADS,
         )
+        # dict get/set are atomic under the GIL; a race only presigns twice
+        self._presigned: dict[tuple[str, int], tuple[float, str]] = {}
         if create_bucket:
             self._ensure_bucket()
 
@@ -200,8 +210,18 @@ class S3Store:
             raise self._error(f"listing {prefix!r} failed", exc) from exc
 
     def locate(self, key: str, expires_seconds: int) -> Location:
-        return self._signer.generate_presigned_url(
+        # Presigning costs 0.5 ms of CPU (a third of a cached hit, measured): a URL is reused
+        # for a quarter of its validity, so whoever gets it still has >= 3/4 of it left.
+        now = time.monotonic()
+        cached = self._presigned.get((key, expires_seconds))
+        if cached is not None and now - cached[0] < expires_seconds / 4:
+            return cached[1]
+        url = self._signer.generate_presigned_url(
             "get_object",
             Params={"Bucket": self.bucket, "Key": self._key(key)},
             ExpiresIn=expires_seconds,
         )
+        if len(self._presigned) > 10_000:
+            self._presigned.clear()
+        self._presigned[(key, expires_seconds)] = (now, url)
+        return url
