@@ -127,7 +127,8 @@ class Reconciler:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=60)
+        if self._thread.ident is not None:
+            self._thread.join(timeout=60)
 
     @property
     def alive(self) -> bool:

@@ -94,6 +94,8 @@ class Submitter:
         self._thread.start()
 
     def stop(self) -> None:
+        if self._thread.ident is None:
+            return  # never started
         self._queue.put(None)
         self._thread.join(timeout=60)
 
