@@ -14,8 +14,10 @@ from flashlink.images.builders import ApptainerBuilder
 from flashlink.images.cache import CacheSettings, ImageCache
 from flashlink.images.sources import SourceResolver, SourceRule
 from flashlink.images.store import DirectoryStore, ObjectStore, S3Store
+from images._serve import ServeProcess, write_config
 from servicekit import Service
 
+StartService = Callable[..., ServeProcess]
 STORE_KINDS = ["directory", pytest.param("s3", marks=pytest.mark.s3)]
 
 
@@ -100,3 +102,54 @@ def make_cache(apptainer: Service, tmp_path: Path) -> Iterator[Callable[..., Ima
     yield make
     for cache in made:
         cache.close()
+
+
+@pytest.fixture
+def start_service(
+    request: pytest.FixtureRequest, apptainer: Service, tmp_path: Path, rootfs: Path
+) -> Iterator[StartService]:
+    """``start_service(store="s3"|"directory", **build)``: a running service; stopped at the end.
+
+    Two calls with the same ``name`` share the config (a restart, or a second replica)."""
+    started: list[ServeProcess] = []
+    bucket = new_bucket_name()
+
+    def start(store: str = "s3", name: str = "svc", rules: dict[str, str] | None = None,
+              **build: object) -> ServeProcess:  # fmt: skip
+        if store == "s3":
+            s3: Service = request.getfixturevalue("s3")
+            store_section: dict[str, object] = {
+                "kind": "s3",
+                "bucket": bucket,
+                "endpoint_url": s3["S3_ENDPOINT"],
+                # what jobs reach; signed for "localhost", so a URL for another host fails
+                "public_endpoint_url": s3["S3_ENDPOINT"].replace("127.0.0.1", "localhost"),
+                "region": s3["S3_REGION"],
+                "access_key": s3["S3_ACCESS_KEY"],
+                "secret_key": s3["S3_SECRET_KEY"],
+                "create_bucket": True,
+            }
+        else:
+            store_section = {"kind": "directory", "path": tmp_path / "store"}
+        config = write_config(
+            tmp_path / f"{name}.toml",
+            {
+                "store": store_section,
+                "build": {
+                    "apptainer": apptainer["APPTAINER"],
+                    "workdir": tmp_path / "work",
+                    "retry_after": 1,
+                    "allow_registry": False,
+                    "digest_ttl": 0,
+                    **build,
+                },
+            },
+            rules if rules is not None else {"test.local/*": f"dir:{rootfs}"},
+        )
+        service = ServeProcess(config, tmp_path / f"{name}.log").start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()

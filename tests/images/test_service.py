@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import subprocess
 import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,65 +19,13 @@ import pytest
 
 from flashlink.images.client import ImagesClient
 from flashlink.images.errors import ImageBuildFailedError, ServiceError
-from images._serve import MASTER, ServeProcess, write_config
-from images.conftest import new_bucket_name
+from images._serve import MASTER, ServeProcess
+from images.conftest import StartService
 from servicekit import Service
 
 pytestmark = [pytest.mark.apptainer]
 
 REF = "test.local/busybox:1"
-StartService = Callable[..., ServeProcess]
-
-
-@pytest.fixture
-def start_service(
-    request: pytest.FixtureRequest, apptainer: Service, tmp_path: Path, rootfs: Path
-) -> Iterator[StartService]:
-    """``start_service(store="s3"|"directory", **build)``: a running service; stopped at the end.
-
-    Two calls with the same ``name`` share the config (a restart, or a second replica)."""
-    started: list[ServeProcess] = []
-    bucket = new_bucket_name()
-
-    def start(store: str = "s3", name: str = "svc", rules: dict[str, str] | None = None,
-              **build: object) -> ServeProcess:  # fmt: skip
-        if store == "s3":
-            s3: Service = request.getfixturevalue("s3")
-            store_section: dict[str, object] = {
-                "kind": "s3",
-                "bucket": bucket,
-                "endpoint_url": s3["S3_ENDPOINT"],
-                # what jobs reach; signed for "localhost", so a URL for another host fails
-                "public_endpoint_url": s3["S3_ENDPOINT"].replace("127.0.0.1", "localhost"),
-                "region": s3["S3_REGION"],
-                "access_key": s3["S3_ACCESS_KEY"],
-                "secret_key": s3["S3_SECRET_KEY"],
-                "create_bucket": True,
-            }
-        else:
-            store_section = {"kind": "directory", "path": tmp_path / "store"}
-        config = write_config(
-            tmp_path / f"{name}.toml",
-            {
-                "store": store_section,
-                "build": {
-                    "apptainer": apptainer["APPTAINER"],
-                    "workdir": tmp_path / "work",
-                    "retry_after": 1,
-                    "allow_registry": False,
-                    "digest_ttl": 0,
-                    **build,
-                },
-            },
-            rules if rules is not None else {"test.local/*": f"dir:{rootfs}"},
-        )
-        service = ServeProcess(config, tmp_path / f"{name}.log").start()
-        started.append(service)
-        return service
-
-    yield start
-    for service in started:
-        service.stop()
 
 
 def _token(service: ServeProcess, ttl: float = 600) -> str:
