@@ -45,6 +45,21 @@ _T_TY_WINDOW = 0.002
 _MIN_P = 1.0  # GeV, below this nothing reaches the T stations in this field
 
 
+def _polyfit(x: Array, y: Array, degree: int) -> Array:
+    """Least-squares polynomial (highest power first, like numpy.polyfit) from the normal
+    equations: ~20x faster than numpy.polyfit's SVD for the few points of a track."""
+    powers = np.vander(x, degree + 1)
+    coef: Array = np.asarray(np.linalg.solve(powers.T @ powers, powers.T @ y), dtype=np.float64)
+    return coef
+
+
+def _polyval(coef: Array, x: Array | float) -> Array:
+    out = np.zeros_like(np.asarray(x, dtype=np.float64))
+    for c in coef:
+        out = out * x + c
+    return out
+
+
 @dataclass
 class EventHits:
     """The hits of one event, split by sub-detector (indices into the chunk's hit table)."""
@@ -136,8 +151,8 @@ def _velo_tracks(geo: Geometry, ev: EventHits) -> list[tuple[list[int], Array]]:
             continue
         used[hs] = True
         zs = z[np.searchsorted(velo, plane[hs])]
-        ax = np.polyfit(zs, x[hs], 1)
-        ay = np.polyfit(zs, y[hs], 1)
+        ax = _polyfit(zs, x[hs], 1)
+        ay = _polyfit(zs, y[hs], 1)
         tracks.append(([int(i) for i in ids[hs]], np.array([ax[1], ay[1], ax[0], ay[0]])))
     return tracks
 
@@ -190,8 +205,8 @@ def _t_seeds(  # noqa: PLR0912, PLR0915 - one algorithm, its steps share state
     for found in cand_hits:
         hs = found[found >= 0]
         dz = pl.z[plane[hs]] - z_ref
-        coef = np.polyfit(dz, u[hs], 2)
-        if np.abs(np.polyval(coef, dz) - u[hs]).max() > 1.0:
+        coef = _polyfit(dz, u[hs], 2)
+        if np.abs(_polyval(coef, dz) - u[hs]).max() > 1.0:
             continue
         # stereo hits: y from each u given x(z); keep the densest cluster in y/z
         ty_all, which = [], []
@@ -199,7 +214,7 @@ def _t_seeds(  # noqa: PLR0912, PLR0915 - one algorithm, its steps share state
             hk = hits_of[int(j)]
             if len(hk) == 0:
                 continue
-            xz = np.polyval(coef, pl.z[j] - z_ref)
+            xz = _polyval(coef, pl.z[j] - z_ref)
             y = (u[hk] - xz * pl.cos[j]) / pl.sin[j]
             keep = np.abs(y) < pl.half_y[j]
             ty_all.append(y[keep] / pl.z[j])
@@ -223,14 +238,14 @@ def _t_seeds(  # noqa: PLR0912, PLR0915 - one algorithm, its steps share state
         for h, t in zip(window, tys[start : ends[start]], strict=True):
             j = int(plane[h])
             if j not in chosen or abs(t - med) < abs(
-                (u[chosen[j]] - np.polyval(coef, pl.z[j] - z_ref) * pl.cos[j]) / pl.sin[j] / pl.z[j]
+                (u[chosen[j]] - _polyval(coef, pl.z[j] - z_ref) * pl.cos[j]) / pl.sin[j] / pl.z[j]
                 - med
             ):
                 chosen[j] = int(h)
         stereo = np.array(list(chosen.values()))
-        ys = u[stereo] - np.polyval(coef, pl.z[plane[stereo]] - z_ref) * pl.cos[plane[stereo]]
+        ys = u[stereo] - _polyval(coef, pl.z[plane[stereo]] - z_ref) * pl.cos[plane[stereo]]
         ys /= pl.sin[plane[stereo]]
-        ay = np.polyfit(pl.z[plane[stereo]], ys, 1)
+        ay = _polyfit(pl.z[plane[stereo]], ys, 1)
         all_hits = np.concatenate([hs, stereo])
         params = np.array([coef[2], coef[1], coef[0], ay[1], ay[0]])
         seeds.append((len(all_hits), [int(i) for i in all_hits], params))
