@@ -132,6 +132,8 @@ def _combinations(decay: Decay, charges: npt.NDArray[np.int64]) -> list[tuple[in
 def build_candidates(decay: Decay, tracks: Table, pvs: Table, *, busy: bool = False) -> Table:
     """All candidates of ``decay`` in the events of ``tracks`` (one row per candidate)."""
     rows_out: list[dict[str, float]] = []
+    if "event_id" not in pvs:  # no vertex in this stretch of events: no candidate
+        pvs = {"event_id": np.zeros(0, np.int64)}
     order = np.argsort(tracks["event_id"], kind="stable")
     ev_sorted = tracks["event_id"][order]
     pv_order = np.argsort(pvs["event_id"], kind="stable")

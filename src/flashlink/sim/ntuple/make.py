@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __all__ = ["make_ntuple"]
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,35 @@ from flashlink.sim.errors import SimConfigError
 from flashlink.sim.io import iter_tables
 from flashlink.sim.ntuple.candidates import DECAYS, build_candidates
 from flashlink.sim.ntuple.writer import NtupleWriter
+
+
+class _Following:
+    """Reads a second table (sorted by event_id, as the simulation writes it) in step with the
+    tracks, so that only the rows of the current chunk of events are in memory."""
+
+    def __init__(self, tables: Iterator[dict[str, Any]]) -> None:
+        self._tables = tables
+        self._buffer: dict[str, Any] | None = None
+        self._done = False
+
+    def upto(self, last_event: int) -> dict[str, Any]:
+        while not self._done and (
+            self._buffer is None or self._buffer["event_id"][-1:].max(initial=-1) <= last_event
+        ):
+            table = next(self._tables, None)
+            if table is None:
+                self._done = True
+                break
+            if self._buffer is None:
+                self._buffer = table
+            else:
+                self._buffer = {k: np.concatenate([self._buffer[k], v]) for k, v in table.items()}
+        if self._buffer is None:
+            return {}
+        take = self._buffer["event_id"] <= last_event
+        out = {k: v[take] for k, v in self._buffer.items()}
+        self._buffer = {k: v[~take] for k, v in self._buffer.items()}
+        return out
 
 
 def make_ntuple(
@@ -28,13 +57,13 @@ def make_ntuple(
     """Build ``decay`` candidates from ``<input_dir>/tracks.parquet`` and ``pvs.parquet``;
     write ``<output_stem>.root`` / ``.parquet``; return the number of candidates.
 
-    Tracks are read in chunks of whole events (a chunk is cut at an event boundary)."""
+    Tracks and vertices are read in chunks of whole events (cut at an event boundary), so
+    memory does not grow with the file."""
     if decay not in DECAYS:
         raise SimConfigError(f"decay {decay!r} is unknown; valid decays: {sorted(DECAYS)}")
     spec = DECAYS[decay]
     base = input_dir.rstrip("/")
-    pvs_all = list(iter_tables(f"{base}/pvs.parquet"))
-    pvs = {k: np.concatenate([t[k] for t in pvs_all]) for k in pvs_all[0]} if pvs_all else {}
+    pv_stream = _Following(iter_tables(f"{base}/pvs.parquet", batch_rows=chunk_rows))
     pending: dict[str, Any] | None = None
     with NtupleWriter(output_stem, formats, {"decay": decay, "input": input_dir}) as writer:
         for batch in iter_tables(f"{base}/tracks.parquet", batch_rows=chunk_rows):
@@ -48,10 +77,12 @@ def make_ntuple(
             done = ids != last
             pending = {k: v[~done] for k, v in table.items()}
             current = {k: v[done] for k, v in table.items()}
+            pvs = pv_stream.upto(int(current["event_id"].max()))
             writer.write(build_candidates(spec, current, pvs, busy=busy))
             if progress is not None:
                 progress(len(np.unique(current["event_id"])))
         if pending is not None and len(pending["event_id"]):
+            pvs = pv_stream.upto(int(pending["event_id"].max()))
             writer.write(build_candidates(spec, pending, pvs, busy=busy))
             if progress is not None:
                 progress(1)
