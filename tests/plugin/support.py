@@ -14,13 +14,17 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
+from fastapi import FastAPI
 
+from flashlink.plugin import Plugin, PluginConfig, make_server
 from servicekit import Service
 
 IMAGE = "busybox:1.36"
@@ -279,3 +283,27 @@ class PluginProcess:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
         self.proc = None
+
+
+@contextmanager
+def serving(config: PluginConfig) -> Iterator[tuple[httpx.Client, Plugin]]:
+    """The plugin of ``config`` served by uvicorn in a thread of this process, on a free port."""
+    port = free_port()
+    config = config.model_copy(update={"server": config.server.model_copy(update={"port": port})})
+    server = make_server(config)
+    plugin = cast(FastAPI, server.config.app).state.plugin
+    assert isinstance(plugin, Plugin)
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive(), "the plugin server stopped while starting"
+        assert time.monotonic() < deadline, "the plugin server did not start in 30 s"
+        time.sleep(0.02)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    try:
+        yield client, plugin
+    finally:
+        client.close()
+        server.should_exit = True
+        thread.join(timeout=30)

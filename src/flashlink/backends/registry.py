@@ -10,7 +10,7 @@ has a place that survives restarts.
 
 from __future__ import annotations
 
-__all__ = ["KINDS", "backend_classes", "create_backend", "kinds"]
+__all__ = ["KINDS", "backend_classes", "create_backend", "kinds", "validate_options"]
 
 import importlib
 from collections.abc import Mapping
@@ -66,6 +66,20 @@ def _problems(exc: ValidationError, where: str) -> str:
     return "\n".join(lines)
 
 
+def validate_options(kind: str, name: str, options: Mapping[str, Any] | None) -> BaseModel:
+    """The site's validated config object (InvalidSiteConfigError names each bad key)."""
+    _, config_cls = backend_classes(kind)
+    try:
+        return config_cls.model_validate(dict(options or {}))
+    except ValidationError as exc:
+        fields = ", ".join(sorted(config_cls.model_fields))
+        raise InvalidSiteConfigError(
+            f"invalid configuration of site {name!r} (kind {kind!r}):\n"
+            f"{_problems(exc, f'sites.{name}.backend')}\n"
+            f"  valid keys of a {kind} site: {fields}"
+        ) from exc
+
+
 def create_backend(
     kind: str,
     name: str,
@@ -77,14 +91,6 @@ def create_backend(
     data = dict(options or {})
     if state_dir is not None and "state_dir" in config_cls.model_fields:
         data.setdefault("state_dir", state_dir)
-    try:
-        config = config_cls.model_validate(data)
-    except ValidationError as exc:
-        fields = ", ".join(sorted(config_cls.model_fields))
-        raise InvalidSiteConfigError(
-            f"invalid configuration of site {name!r} (kind {kind!r}):\n"
-            f"{_problems(exc, f'sites.{name}.backend')}\n"
-            f"  valid keys of a {kind} site: {fields}"
-        ) from exc
+    config = validate_options(kind, name, data)
     backend: Backend = backend_cls(name, config)
     return backend

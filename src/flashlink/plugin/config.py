@@ -61,6 +61,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from flashlink.backends.registry import validate_options
 from flashlink.jobscript import JobScriptError, RenderConfig, parse_config
 from flashlink.plugin.errors import InvalidPluginConfigError
 
@@ -298,8 +299,9 @@ def parse_plugin_config(data: dict[str, Any] | str) -> PluginConfig:
         raise InvalidPluginConfigError(
             "invalid plugin configuration:\n" + "\n".join(lines)
         ) from exc
-    for site in config.site_names():
-        config.render_config(site)  # every site's render config must be valid now
+    for name, site in config.site_configs().items():
+        config.render_config(name)  # every site's render config must be valid now
+        validate_options(site.kind, name, site.backend)  # and its backend's settings
     return config
 
 
