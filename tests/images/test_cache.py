@@ -15,7 +15,7 @@ from flashlink.images.cache import Failed, ImageCache, Lookup, Pending, Ready
 from flashlink.images.errors import BusyError, InvalidReferenceError, SourceError
 from flashlink.images.sources import file_sha256
 from flashlink.images.store import ObjectStore
-from images.conftest import STORE_KINDS, builds
+from images.conftest import STORE_KINDS, builds, new_bucket_name, s3_store
 from servicekit import Service
 
 pytestmark = pytest.mark.apptainer
@@ -208,3 +208,25 @@ def test_eviction_by_size_and_age_removes_metadata_first(
     removed = cache.evict(max_age=0.01)
     assert {k for k in removed if k.endswith(".sif")} == {second.object_key, rebuilt.object_key}
     assert not [o for o in store.list("images/") if o.key.endswith((".sif", "meta.json"))]
+
+
+@pytest.mark.s3
+def test_a_store_that_refuses_writes_fails_builds_with_its_message(
+    s3: Service, make_cache: Callable[..., ImageCache], rootfs: Path
+) -> None:
+    bucket = new_bucket_name()
+    s3_store(s3, bucket)  # created with the writer's credentials
+    reader = s3_store(
+        s3,
+        bucket,
+        access_key=s3["S3_READONLY_ACCESS_KEY"],
+        secret_key=s3["S3_READONLY_SECRET_KEY"],
+        create_bucket=False,
+    )
+    cache = make_cache(reader, {"test.local/*": f"dir:{rootfs}"}, failure_ttl=60)
+    assert isinstance(cache.lookup(REF), Pending)
+    assert cache.wait_idle(60)
+    failed = cache.lookup(REF)
+    assert isinstance(failed, Failed)
+    assert "AccessDenied" in failed.body.message
+    assert builds(cache) == 0

@@ -142,6 +142,8 @@ class ImageCache:
         self._lock = threading.Lock()
         self._inflight: dict[str, _Task] = {}
         self._meta: dict[str, tuple[float, ImageMeta]] = {}
+        # failures also kept here: a store that refuses writes cannot record them
+        self._failures: dict[str, BuildFailure] = {}
 
     @property
     def owner(self) -> str:
@@ -236,14 +238,15 @@ class ImageCache:
         return meta
 
     def _read_failure(self, entry: _Entry) -> BuildFailure | None:
+        with self._lock:
+            local = self._failures.get(entry.base)
         try:
             data, _ = self.store.get_bytes(entry.failed_key)
-        except ObjectNotFoundError:
-            return None
-        try:
-            return BuildFailure.model_validate_json(data)
-        except ValidationError:
-            return None
+            stored = BuildFailure.model_validate_json(data)
+        except (ObjectNotFoundError, ValidationError):
+            stored = None
+        found = [f for f in (local, stored) if f is not None]
+        return max(found, key=lambda f: f.retry_at) if found else None
 
     # -- builds ----------------------------------------------------------------------------
 
@@ -265,9 +268,13 @@ class ImageCache:
 
     def _run(self, entry: _Entry, task: _Task) -> None:
         try:
-            lease = Lease.acquire(
-                self.store, entry.lease_key, owner=self.owner, ttl=self.settings.lease_ttl
-            )
+            try:
+                lease = Lease.acquire(
+                    self.store, entry.lease_key, owner=self.owner, ttl=self.settings.lease_ttl
+                )
+            except StoreError as exc:  # e.g. a store that refuses conditional writes
+                self._record_failure(entry, exc)
+                return
             if lease is None:
                 return  # another replica builds it; lookups report its lease
             with lease:
@@ -281,6 +288,23 @@ class ImageCache:
             with self._lock:
                 self._inflight.pop(entry.base, None)
                 self.metrics.builds_in_flight.set(len(self._inflight))
+
+    def _record_failure(self, entry: _Entry, exc: Exception) -> None:
+        self.metrics.builds.labels("failure").inc()
+        now = time.time()
+        failure = BuildFailure(
+            reference=str(entry.ref),
+            message=str(exc),
+            failed_at=now,
+            retry_at=now + self.settings.failure_ttl,
+        )
+        _log.warning("build of %s failed: %s", entry.ref, exc)
+        with self._lock:
+            self._failures[entry.base] = failure
+        try:
+            self.store.put_bytes(entry.failed_key, failure.model_dump_json().encode())
+        except StoreError as store_exc:
+            _log.error("could not record the failure of %s: %s", entry.ref, store_exc)
 
     def _build(self, entry: _Entry) -> None:
         t0 = time.monotonic()
@@ -310,23 +334,13 @@ class ImageCache:
             if committed is None:  # our lease was lost and another build committed first
                 self.store.delete(sif_key)
             self.store.delete(entry.failed_key)
+            with self._lock:
+                self._failures.pop(entry.base, None)
             self.metrics.builds.labels("success").inc()
             self.metrics.build_seconds.observe(time.monotonic() - t0)
             _log.info("built %s from %s in %.1f s", entry.ref, entry.source.uri, meta.build_seconds)
         except (ImagesError, OSError) as exc:
-            self.metrics.builds.labels("failure").inc()
-            now = time.time()
-            failure = BuildFailure(
-                reference=str(entry.ref),
-                message=str(exc),
-                failed_at=now,
-                retry_at=now + self.settings.failure_ttl,
-            )
-            _log.warning("build of %s failed: %s", entry.ref, exc)
-            try:
-                self.store.put_bytes(entry.failed_key, failure.model_dump_json().encode())
-            except StoreError as store_exc:
-                _log.error("could not record the failure of %s: %s", entry.ref, store_exc)
+            self._record_failure(entry, exc)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
