@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flashlink.jobscript import InvalidPodError, parse_config, render
+from flashlink.jobscript import InvalidPodError, UnsupportedError, parse_config, render
 from flashlink.jobscript.env import expand
 
 from ._pods import config_map, container, request
@@ -65,9 +65,7 @@ CANARIES = [
     "${{IFS}}touch${{IFS}}{c}",
 ]
 
-_text = st.text(
-    st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=30
-)
+_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=30)
 
 
 def _nasty(canary: str) -> st.SearchStrategy[str]:
@@ -219,7 +217,10 @@ _env_text = st.text(
 )
 @given(
     values=st.lists(
-        st.one_of(_env_text, st.sampled_from(["\\", "$HOME", "`id`", '"', "\\$", "$(id)", "\\\n"])),
+        st.one_of(
+            _env_text,
+            st.sampled_from(["\\", "$HOME", "`id`", '"', "\\$", "$(id)", "\\\n", "\x81a", "\x9f"]),
+        ),
         min_size=1,
         max_size=5,
     )
@@ -248,6 +249,10 @@ def test_apptainer_environment_arrives_byte_exact(
             },
         }
     )
+    if any("\x80" in v or "\x81" in v for v in values):  # refused when rendering
+        with pytest.raises(UnsupportedError, match="U\\+0080"):
+            render(pod)
+        return
     config = parse_config(
         {
             "apptainer": {"executable": apptainer["APPTAINER"]},

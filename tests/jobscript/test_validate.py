@@ -158,7 +158,7 @@ def test_apptainer_refuses_names_it_cannot_set_but_podman_takes_them() -> None:
 
     p = pod(container(env=[{"name": "my.var", "value": "x"}]))
     with pytest.raises(
-        UnsupportedError, match=r"spec.containers\[0\].env\[0\].name: 'my.var': Apptainer can only"
+        UnsupportedError, match=r"spec.containers\[0\].env\[0\]: 'my.var': Apptainer can only"
     ):
         render(p)
     assert "--env my.var=x" in flat(render(p, RenderConfig(runtime="podman")).text)
@@ -170,4 +170,12 @@ def test_apptainer_refuses_commas_in_mount_paths() -> None:
         volumes=({"name": "v", "emptyDir": {}},),
     )
     with pytest.raises(UnsupportedError, match=r"volumeMounts\[0\].mountPath: '/a,b' holds one of"):
+        render(p)
+
+
+def test_apptainer_refuses_the_one_character_its_env_injection_cannot_carry() -> None:
+    p = pod(container(env=[{"name": "X", "value": "a\x80b"}]))
+    with pytest.raises(
+        UnsupportedError, match=r"env\[0\]: 'X': .* cannot carry the characters U\+0080 and U\+0081"
+    ):
         render(p)

@@ -50,33 +50,24 @@ class ObjectStore:
         return None if obj is None else obj.files()
 
 
+# `$$`, `$(NAME)`, or `$` and the next character (taken literally, as Kubernetes does; an
+# unterminated `$(` thus yields "$(" and scanning goes on after the parenthesis).
+_REFERENCE = re.compile(r"\$(?:(\$)|\(([^)]*)\)|(.))", re.DOTALL)
+
+
 def expand(text: str, env: Mapping[str, str]) -> str:
     """Kubernetes ``$(VAR)`` expansion: ``$$`` -> ``$``, unknown references kept as written."""
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch != "$" or i + 1 >= n:
-            out.append(ch)
-            i += 1
-            continue
-        nxt = text[i + 1]
-        if nxt == "$":
-            out.append("$")
-            i += 2
-        elif nxt == "(":
-            close = text.find(")", i + 2)
-            if close < 0:
-                out.append("$(")
-                i += 2
-            else:
-                name = text[i + 2 : close]
-                out.append(env.get(name, f"$({name})"))
-                i = close + 1
-        else:
-            out.append("$" + nxt)
-            i += 2
-    return "".join(out)
+    if "$" not in text:
+        return text  # most values: nothing to expand
+
+    def one(match: re.Match[str]) -> str:
+        if match[1] is not None:
+            return "$"
+        if match[2] is not None:
+            return env.get(match[2], match[0])
+        return match[0]
+
+    return _REFERENCE.sub(one, text)
 
 
 _LABEL_REF = re.compile(r"metadata\.(labels|annotations)\['(.*)'\]\Z", re.DOTALL)

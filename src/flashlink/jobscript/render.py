@@ -117,11 +117,11 @@ def _container_run(
         here = f"{where}.env[{explicit[name]}]" if name in explicit else f"{where}.envFrom"
         text(name, f"{here}.name")
         text(value, f"{here}.value")
-        problem = runtime.env_problem(name)
+        problem = runtime.env_problem(name, value)
         if problem is None:
             continue
         if name in explicit:
-            raise UnsupportedError(f"{here}.name", f"{name!r}: {problem}")
+            raise UnsupportedError(here, f"{name!r}: {problem}")
         # the kubelet, too, skips envFrom keys it cannot use, and says so in an event
         del env[name]
         note = f"container {container.name}: envFrom key {name!r} skipped: {problem}"

@@ -18,8 +18,8 @@ class Runtime(Protocol):
     forbidden_path_chars: str
     """Characters a bind path cannot hold with this runtime's bind syntax."""
 
-    def env_problem(self, name: str) -> str | None:
-        """Why this runtime cannot set a variable of this name, or None when it can."""
+    def env_problem(self, name: str, value: str) -> str | None:
+        """Why this runtime cannot set this variable to this value, or None when it can."""
         ...
 
     def functions(self, run_id: str) -> list[str]:

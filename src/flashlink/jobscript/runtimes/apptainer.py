@@ -29,7 +29,7 @@ import re
 
 from flashlink.jobscript import images
 from flashlink.jobscript._plan import ContainerRun
-from flashlink.jobscript._shell import Var, Word, quote, word
+from flashlink.jobscript._shell import Var, Word, quote, word, words
 from flashlink.jobscript.config import RenderConfig
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -49,6 +49,8 @@ _URI_SCHEMES = (
 
 def _escape(value: str) -> str:
     """Undo Apptainer's double-quote evaluation of injected values (see the module docstring)."""
+    if "\\" not in value and "$" not in value and "`" not in value:
+        return value
     return _DOUBLE_QUOTE_SPECIAL.sub(lambda m: "\\" + m.group(1), value)
 
 
@@ -60,12 +62,18 @@ class ApptainerRuntime:
         self.config = config
         self.options = config.apptainer
         self.executable = self.options.executable
+        self._flags = self._static_flags()  # the same for every container
 
-    def env_problem(self, name: str) -> str | None:
+    def env_problem(self, name: str, value: str) -> str | None:
         if not _IDENTIFIER.fullmatch(name):
             return "Apptainer can only set variables whose names are shell identifiers"
         if name == "HOME":
             return "Apptainer does not let a container's HOME be overridden"
+        if "\x80" in value or "\x81" in value:
+            # found by the hypothesis test: its shell parser (mvdan.cc/sh) uses U+0080 and
+            # U+0081 internally; U+0080 made the injection fail ("reached EOF without closing
+            # quote"), dropping every variable, and a leading U+0081 vanished (measured)
+            return "Apptainer's environment injection cannot carry the characters U+0080 and U+0081"
         return None
 
     def functions(self, run_id: str) -> list[str]:
@@ -117,39 +125,41 @@ class ApptainerRuntime:
                 flags.append(flag)
         return flags
 
-    def command(self, run: ContainerRun) -> list[Word]:
+    def _static_flags(self) -> list[Word]:
         opts = self.options
-        env = [word(f"APPTAINERENV_{name}={_escape(value)}") for name, value in run.env]
-        if opts.cache_dir:
-            env.append(word(f"APPTAINER_CACHEDIR={opts.cache_dir}"))
-        argv = [word("env"), word("--"), *env, word(Var("FL_RUNTIME"))]
-        argv.append(word("exec" if run.command is not None else "run"))
-        flags: list[Word] = []
         simple = [
             ("--userns", opts.userns),
-            ("--fakeroot", opts.fakeroot or run.run_as_user == 0),
             ("--containall", opts.containall),
             ("--cleanenv", opts.cleanenv),
             ("--no-home", opts.no_home),
             ("--no-init", opts.no_init),
             ("--no-privs", opts.no_privs),
-            ("--writable-tmpfs", opts.writable_tmpfs and not run.read_only_root),
             ("--unsquash", opts.unsquash),
         ]
-        flags += [word(flag) for flag, on in simple if on]
+        return words(*(flag for flag, on in simple if on))
+
+    def command(self, run: ContainerRun) -> list[Word]:
+        opts = self.options
+        env = [f"APPTAINERENV_{name}={_escape(value)}" for name, value in run.env]
+        if opts.cache_dir:
+            env.append(f"APPTAINER_CACHEDIR={opts.cache_dir}")
+        argv = words("env", "--", *env)
+        argv.append(word(Var("FL_RUNTIME")))
+        argv += words("exec" if run.command is not None else "run")
+        argv += self._flags
+        if opts.fakeroot or run.run_as_user == 0:
+            argv += words("--fakeroot")
+        if opts.writable_tmpfs and not run.read_only_root:
+            argv += words("--writable-tmpfs")
         if opts.containall:
-            flags += [word("--workdir"), self._workdir(run)]
-        flags += [word(f) for f in self._gpu_flags(run)]
+            argv += [word("--workdir"), self._workdir(run)]
+        argv += words(*self._gpu_flags(run))
         if run.working_dir:
-            flags += [word("--pwd"), word(run.working_dir)]
+            argv += words("--pwd", run.working_dir)
         for bind in run.binds:
-            flags += [
-                word("--bind"),
-                bind.source + f":{bind.target}" + (":ro" if bind.read_only else ""),
-            ]
-        flags += [word(f) for f in opts.extra_flags]
-        argv += flags
+            spec = bind.source + f":{bind.target}" + (":ro" if bind.read_only else "")
+            argv += [word("--bind"), spec]
+        argv += words(*opts.extra_flags)
         argv.append(word(Var("FL_IMAGE")))
-        argv += [word(a) for a in (run.command or ())]
-        argv += [word(a) for a in (run.args or ())]
+        argv += words(*(run.command or ()), *(run.args or ()))
         return argv

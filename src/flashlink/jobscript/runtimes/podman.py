@@ -34,7 +34,7 @@ class PodmanRuntime:
         self.options = config.podman
         self.executable = self.options.executable
 
-    def env_problem(self, name: str) -> str | None:
+    def env_problem(self, name: str, value: str) -> str | None:
         return None
 
     def functions(self, run_id: str) -> list[str]:
