@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import threading
 import time
@@ -11,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from flashlink.images.app import create_app
 from flashlink.images.cache import Failed, ImageCache, Lookup, Pending, Ready
 from flashlink.images.errors import BusyError, InvalidReferenceError, SourceError
 from flashlink.images.sources import file_sha256
 from flashlink.images.store import ObjectStore
+from flashlink.images.tokens import TokenAuthority
 from images.conftest import STORE_KINDS, builds, new_bucket_name, s3_store
 from servicekit import Service
 
@@ -28,6 +31,7 @@ def _ready(cache: ImageCache, reference: str = REF, timeout: float = 60) -> Read
     while True:
         found = cache.lookup(reference)
         if isinstance(found, Ready):
+            assert cache.wait_idle(timeout), "the build did not finish after committing"
             return found
         assert isinstance(found, Pending), found
         assert time.monotonic() < deadline, f"{reference} not built in {timeout} s"
@@ -230,3 +234,23 @@ def test_a_store_that_refuses_writes_fails_builds_with_its_message(
     assert isinstance(failed, Failed)
     assert "AccessDenied" in failed.body.message
     assert builds(cache) == 0
+
+
+def test_the_service_evicts_in_the_background(
+    make_store: Callable[[str], ObjectStore], make_cache: Callable[..., ImageCache], rootfs: Path
+) -> None:
+    store = make_store("directory")
+    cache = make_cache(store, {"test.local/*": f"dir:{rootfs}"}, meta_ttl=0)
+    meta = _ready(cache).meta
+    app = create_app(cache, TokenAuthority("m" * 32), eviction=(0.01, None, 0.1))
+
+    async def serve_a_while() -> None:
+        # the app's lifespan starts the eviction loop and stops it on exit
+        async with app.router.lifespan_context(app):
+            deadline = time.monotonic() + 10
+            while store.head(meta.object_key) is not None:
+                assert time.monotonic() < deadline, "not evicted within 10 s"
+                await asyncio.sleep(0.05)
+
+    asyncio.run(serve_a_while())
+    assert cache.metrics.registry.get_sample_value("flashlink_images_evicted_total") == 2

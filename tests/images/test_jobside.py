@@ -17,7 +17,6 @@ from images._serve import MASTER, ServeProcess
 from images.conftest import StartService
 from servicekit import Service
 
-pytestmark = [pytest.mark.apptainer, pytest.mark.s3]
 REF = "test.local/busybox:1"
 SHELLCHECK = Path(sys.executable).with_name("shellcheck")
 
@@ -42,6 +41,8 @@ def test_the_function_passes_shellcheck(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout
 
 
+@pytest.mark.apptainer
+@pytest.mark.s3
 def test_jobs_fetch_through_the_service_once_and_run_the_sif(
     start_service: StartService, apptainer: Service, s3: Service, tmp_path: Path
 ) -> None:

@@ -331,13 +331,14 @@ class ImageCache:
             committed = self.store.put_bytes(
                 entry.meta_key, meta.model_dump_json().encode(), if_none_match=True
             )
+            # counted before any further I/O: whoever sees meta.json then sees the build counted
+            self.metrics.builds.labels("success").inc()
+            self.metrics.build_seconds.observe(time.monotonic() - t0)
             if committed is None:  # our lease was lost and another build committed first
                 self.store.delete(sif_key)
             self.store.delete(entry.failed_key)
             with self._lock:
                 self._failures.pop(entry.base, None)
-            self.metrics.builds.labels("success").inc()
-            self.metrics.build_seconds.observe(time.monotonic() - t0)
             _log.info("built %s from %s in %.1f s", entry.ref, entry.source.uri, meta.build_seconds)
         except (ImagesError, OSError) as exc:
             self._record_failure(entry, exc)
