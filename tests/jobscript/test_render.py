@@ -233,3 +233,20 @@ def test_pod_strings_never_reach_comments_unquoted() -> None:
     p = pod(name="x\n" + "touch /tmp/pwned #")
     text = render(p).text
     assert "FL_POD_NAME='x\ntouch /tmp/pwned #'" in text
+
+
+def test_script_with_the_image_cache_passes_shellcheck() -> None:
+    config = parse_config(
+        {"images": {"cache_url": "https://images.example:8080", "cache_token": "t"}}
+    )
+    text = render(_busy(), config).text
+    assert "flashlink_fetch_image() {" in text
+    proc = subprocess.run(
+        [str(SHELLCHECK), "--shell=bash", "--severity=warning", "--format=gcc", "-"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -119,6 +119,24 @@ class ImagesConfig(_Section):
         default=None,
         description="root of an unpacked-images CVMFS repository, e.g. /cvmfs/unpacked.cern.ch",
     )
+    cache_url: str | None = Field(
+        default=None,
+        description="the flashlink image cache (flashlink images serve), tried after the local "
+        "sources: each node downloads an image once into node_cache_dir (Apptainer only)",
+    )
+    cache_token: str | None = Field(
+        default=None,
+        description="client token for the image cache, embedded in the script; better passed "
+        "at run time as FLASHLINK_IMAGES_TOKEN",
+    )
+    node_cache_dir: str | None = Field(
+        default=None,
+        description="where the jobs of a node keep cached SIFs (shared, flock-protected); "
+        "default <scratch area>/flashlink-sif-cache; FLASHLINK_IMAGES_CACHE overrides it",
+    )
+    cache_wait_seconds: int = Field(
+        default=600, gt=0, description="how long a job waits for the cache to build an image"
+    )
     registry_fallback: bool = Field(
         default=True,
         description="finally use docker://IMAGE (Apptainer) or pull the reference (Podman)",

@@ -9,9 +9,11 @@ Resolution happens when the job runs (the files are on the node, not here), in t
    (``<root>/registry.hub.docker.com/library/busybox:1.36``);
 4. the registry itself (``docker://`` for Apptainer, a pull for Podman).
 
-The flashlink image cache (issue 8) slots in between 3 and 4: a runtime asks
-:func:`candidates` for the local paths and then adds its own step, so adding a source is one
-function here and one branch in each runtime's image function.
+The flashlink image cache (``[images] cache_url``, Apptainer only) comes between 3 and 4: the
+job asks the cache service for the SIF and downloads it once per node, with a lock and a
+checksum check (``flashlink.images.jobside``), falling back to the registry when the service
+cannot provide it. A runtime asks :func:`candidates` for the local paths and adds its own
+steps, so a new source is one function here and one branch in each runtime's image function.
 """
 
 from __future__ import annotations

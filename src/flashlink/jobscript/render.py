@@ -330,5 +330,5 @@ def render(request: RetrievedPodData | Pod, config: RenderConfig | None = None) 
         runtime=runtime.name,
         init_containers=init_names,
         containers=main_names,
-        contains_secrets=_uses_secrets(pod, plans),
+        contains_secrets=_uses_secrets(pod, plans) or bool(config.images.cache_token),
     )

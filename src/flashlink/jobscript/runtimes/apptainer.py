@@ -76,8 +76,30 @@ class ApptainerRuntime:
             return "Apptainer's environment injection cannot carry the characters U+0080 and U+0081"
         return None
 
+    def _cache_lines(self) -> list[str]:
+        """Settings and the fetch function of the flashlink image cache, when configured."""
+        images_config = self.config.images
+        if not images_config.cache_url:
+            return []
+        # imported here: flashlink.images pulls in its web stack, needed only with a cache
+        from flashlink.images.jobside import fetch_function  # noqa: PLC0415
+
+        token = quote(images_config.cache_token or "")
+        node_cache = (
+            quote(images_config.node_cache_dir)
+            if images_config.node_cache_dir
+            else '"$FL_SCRATCH_AREA/flashlink-sif-cache"'
+        )
+        return [
+            f"FL_IMAGES_URL={quote(images_config.cache_url)}",
+            f"FL_IMAGES_TOKEN=${{FLASHLINK_IMAGES_TOKEN:-{token}}}",
+            f"FL_IMAGES_CACHE=${{FLASHLINK_IMAGES_CACHE:-{node_cache}}}",
+            *fetch_function().strip("\n").splitlines(),
+        ]
+
     def functions(self, run_id: str) -> list[str]:
         return [
+            *self._cache_lines(),
             # apptainer forwards signals to the container (its shim init does, as PID 1)
             'fl_runtime_term() { kill -TERM "$1" 2>/dev/null; }',
             'fl_runtime_kill() { kill -KILL "$1" 2>/dev/null; }',
@@ -91,6 +113,14 @@ class ApptainerRuntime:
         lines = [f"{function}() {{"]
         for path in paths:
             lines.append(f"    if [ -e {quote(path)} ]; then FL_IMAGE={quote(path)}; return 0; fi")
+        if self.config.images.cache_url and not uris:
+            wait = self.config.images.cache_wait_seconds
+            lines += [
+                '    if FL_IMAGE=$(flashlink_fetch_image "$FL_IMAGES_URL" "$FL_IMAGES_TOKEN" '
+                f'{quote(image)} "$FL_IMAGES_CACHE" {wait} 2>>"$FL_JOB_DIR/job.log"); then',
+                "        return 0",
+                "    fi",
+            ]
         if uris:
             lines.append(f"    FL_IMAGE={quote(uris[0])}; return 0")
         elif self.config.images.registry_fallback:
