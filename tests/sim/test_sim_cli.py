@@ -54,3 +54,19 @@ def test_bad_inputs_fail_with_a_message(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "valid decays" in result.output
+
+
+def test_generator_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "gen.yaml"
+    config.write_text("mode: gun\nchannel: K\nspectrum: {kind: log_p, p_min: 5, p_max: 6}\n")
+    events = tmp_path / "k.parquet"
+    _run("generate", str(events), "-n", "30", "--config", str(config))
+    chunk = next(iter_events(str(events)))
+    p = (chunk["px"] ** 2 + chunk["py"] ** 2 + chunk["pz"] ** 2) ** 0.5
+    assert set(abs(chunk["pid"])) == {321}
+    assert p.min() >= 5.0
+    assert p.max() <= 6.0
+    config.write_text("mode: gun\nchanel: K\n")
+    result = CliRunner().invoke(app, ["sim", "generate", str(events), "--config", str(config)])
+    assert result.exit_code == 2
+    assert "chanel" in result.output
