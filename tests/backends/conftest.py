@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from flashlink.backends.htcondor import HTCondorBackend, HTCondorConfig
 from flashlink.backends.slurm import SlurmBackend, SlurmConfig
 from servicekit import Service
 
@@ -21,8 +23,26 @@ def slurm_config(slurm: Service, **overrides: object) -> SlurmConfig:
     return SlurmConfig.model_validate(data)
 
 
+def condor_config(htcondor: Service, **overrides: object) -> HTCondorConfig:
+    """A site on the test pool; root submits with the submit user's token (see servicekit)."""
+    data: dict[str, object] = {
+        "condor_config": htcondor["CONDOR_CONFIG"],
+        "token_dir": str(Path(htcondor["HTCONDOR_TOKENS"]) / "root"),
+        "job_user": htcondor["HTCONDOR_SUBMIT_USER"],
+        **overrides,
+    }
+    return HTCondorConfig.model_validate(data)
+
+
 @pytest.fixture
 def slurm_backend(slurm: Service) -> Iterator[SlurmBackend]:
     backend = SlurmBackend("hpc", slurm_config(slurm))
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def condor_backend(htcondor: Service) -> Iterator[HTCondorBackend]:
+    backend = HTCondorBackend("htc", condor_config(htcondor))
     yield backend
     backend.close()

@@ -159,12 +159,13 @@ def to_job_state(
     if status == _COMPLETED:
         return _completed(jid, ad)
     if status == _REMOVED:
-        why = ad.get("RemoveReason") or "no reason given"
+        # measured: the 23.9 schedd records no RemoveReason for a removal by the bindings
+        why = ad.get("RemoveReason")
         return JobState(
             jid,
             JobPhase.FAILED,
             "Removed",
-            f"HTCondor job {jid} was removed: {why}",
+            f"HTCondor job {jid} was removed" + (f": {why}" if why else ""),
             started_at=_time(ad.get("JobCurrentStartDate")),
             finished_at=_time(ad.get("EnteredCurrentStatus")),
         )
