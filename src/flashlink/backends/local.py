@@ -86,6 +86,12 @@ class LocalConfig(BaseModel):
         description="after a cancel's SIGTERM, SIGKILL the job's process group once this has "
         "passed (the script itself gives each container its grace period first)",
     )
+    forget_after_seconds: float = Field(
+        default=7 * 86_400.0,
+        ge=0,
+        description="records of jobs that ended this long ago are deleted (the plugin forgets "
+        "deleted pods after its retention_seconds, one day by default)",
+    )
     shell: str = Field(default="bash", description="the shell that runs job scripts")
     env: dict[str, str] = Field(
         default_factory=dict, description="extra environment variables for every job"
@@ -214,6 +220,9 @@ class LocalBackend:
         self._jobs: dict[str, _Record] = {}
         self._by_key: dict[str, str] = {}
         self._queue: list[str] = []  # ids in submission order
+        self._live: dict[str, _Record] = {}  # running jobs: what the scheduler looks at
+        self._states: dict[str, JobState] = {}  # poll's answers, until a record changes
+        self._pruned_at = 0.0
         self._load()
         self._closed = False
         self._thread = threading.Thread(
@@ -262,7 +271,16 @@ class LocalBackend:
 
     def poll(self, ids: Sequence[str]) -> dict[str, JobState]:
         with self._lock:
-            return {i: self._state(self._jobs[i]) for i in ids if i in self._jobs}
+            out: dict[str, JobState] = {}
+            for i in ids:
+                state = self._states.get(i)
+                if state is None:
+                    record = self._jobs.get(i)
+                    if record is None:
+                        continue
+                    state = self._states[i] = self._state(record)
+                out[i] = state
+            return out
 
     def cancel(self, backend_id: str) -> None:
         with self._lock:
@@ -308,7 +326,7 @@ class LocalBackend:
             counts: dict[str, int] = {}
             for record in self._jobs.values():
                 counts[record.status] = counts.get(record.status, 0) + 1
-            used_cpu, used_memory, _ = self._used()
+            used_cpu, used_memory, _, _ = self._used()
         return {
             "kind": "local",
             "state_dir": str(self._state_dir),
@@ -369,6 +387,7 @@ class LocalBackend:
     # --- records ----------------------------------------------------------------------------
 
     def _save(self, record: _Record) -> None:
+        self._states.pop(record.id, None)  # every change of a record goes through here
         _write_atomic(self._records_dir / f"{record.id}.json", record.to_json())
 
     def _load(self) -> None:
@@ -386,6 +405,8 @@ class LocalBackend:
             self._by_key[record.key] = record.id
             if record.status == "queued":
                 self._queue.append(record.id)
+            elif record.status == "running":
+                self._live[record.id] = record
         self._reap()  # before anyone polls: jobs that ended while no backend watched
         adopted = sum(r.status == "running" for r in records)
         if records:
@@ -452,18 +473,20 @@ class LocalBackend:
         record.reason = reason
         record.message = message
         record.finished_at = finished_at or _now()
+        self._live.pop(record.id, None)
         self._save(record)
 
     def _state(self, record: _Record) -> JobState:
         started, finished = _parse_time(record.started_at), _parse_time(record.finished_at)
         if record.status == "queued":
-            position = self._queue.index(record.id) + 1 if record.id in self._queue else 0
+            # No queue position in the message: it would change every pod's status whenever
+            # one job starts, and make the plugin rewrite thousands of rows per poll.
             return JobState(
                 record.id,
                 JobPhase.PENDING,
                 reason="Queued",
-                message=f"position {position} in the queue of local site {self.name!r} "
-                f"({self._cpus:g} CPUs)",
+                message=f"in the queue of local site {self.name!r} until {record.cpu:g} of its "
+                f"{self._cpus:g} CPUs are free",
             )
         if record.status == "running":
             return JobState(record.id, JobPhase.RUNNING, started_at=started)
@@ -496,24 +519,28 @@ class LocalBackend:
                     self._reap()
                     self._escalate()
                     self._start_fitting()
+                    self._prune()
                 except Exception:  # keep scheduling: one broken job must not stop all
                     _log.exception("local site %s: scheduler pass failed", self.name)
                 self._lock.wait(self.config.tick_seconds)
 
-    def _used(self) -> tuple[float, int, dict[str, int]]:
-        cpu, memory = 0.0, 0
+    def _used(self) -> tuple[float, int, dict[str, int], int]:
+        """(CPUs, memory, devices, jobs) of the running jobs."""
+        cpu, memory, running = 0.0, 0, 0
         gpus: dict[str, int] = {}
-        for record in self._jobs.values():
-            if record.status == "running":
-                cpu += record.cpu
-                memory += record.memory
-                for device, n in record.gpus.items():
-                    gpus[device] = gpus.get(device, 0) + n
-        return cpu, memory, gpus
+        for record in self._running():
+            running += 1
+            cpu += record.cpu
+            memory += record.memory
+            for device, n in record.gpus.items():
+                gpus[device] = gpus.get(device, 0) + n
+        return cpu, memory, gpus, running
 
-    def _fits(self, record: _Record, used: tuple[float, int, dict[str, int]]) -> bool:
-        cpu, memory, gpus = used
-        running = sum(r.status == "running" for r in self._jobs.values())
+    def _running(self) -> list[_Record]:
+        return list(self._live.values())
+
+    def _fits(self, record: _Record, used: tuple[float, int, dict[str, int], int]) -> bool:
+        cpu, memory, gpus, running = used
         if self.config.max_running is not None and running >= self.config.max_running:
             return False
         if cpu + record.cpu > self._cpus + 1e-9 or memory + record.memory > self._memory:
@@ -575,12 +602,11 @@ class LocalBackend:
         record.boot_id = self._boot
         record.started_at = _now()
         record.status = "running"
+        self._live[record.id] = record
         self._save(record)
 
     def _reap(self) -> None:
-        for record in self._jobs.values():
-            if record.status != "running":
-                continue
+        for record in self._running():
             state = self._process(record)
             if state is None:
                 self._ended_elsewhere(record)
@@ -605,6 +631,23 @@ class LocalBackend:
             reason, message = self._reason_of(record, rc)
             self._finish(record, status, exit_code=code, reason=reason, message=message)
 
+    def _prune(self) -> None:
+        """Forget jobs that ended more than ``forget_after_seconds`` ago (once a minute)."""
+        now = time.time()
+        if now - self._pruned_at < 60:
+            return
+        self._pruned_at = now
+        cutoff = datetime.fromtimestamp(now - self.config.forget_after_seconds, UTC)
+        for record in list(self._jobs.values()):
+            finished = _parse_time(record.finished_at)
+            if record.status in ("queued", "running") or finished is None or finished > cutoff:
+                continue
+            (self._records_dir / f"{record.id}.json").unlink(missing_ok=True)
+            del self._jobs[record.id]
+            self._states.pop(record.id, None)
+            if self._by_key.get(record.key) == record.id:
+                del self._by_key[record.key]
+
     def _reason_of(self, record: _Record, rc: int) -> tuple[str | None, str | None]:
         """(reason, message) of an exit: the script's own pod.json says it best."""
         try:
@@ -622,9 +665,8 @@ class LocalBackend:
 
     def _escalate(self) -> None:
         deadline = time.time() - self.config.kill_after_seconds
-        for record in self._jobs.values():
-            cancelled = record.cancel_at is not None and record.cancel_at <= deadline
-            if record.status == "running" and cancelled:
+        for record in self._running():
+            if record.cancel_at is not None and record.cancel_at <= deadline:
                 self._signal(record, signal.SIGKILL, group=True)
 
     def _signal(self, record: _Record, sig: signal.Signals, group: bool) -> None:

@@ -181,7 +181,10 @@ class PluginConfig(_Section):
         default=2.0, gt=0, le=3600, description="seconds between two polls of a site's backend"
     )
     poll_batch: int = Field(
-        default=10_000, ge=1, description="at most this many job ids in one backend poll call"
+        default=100_000,
+        ge=1,
+        description="at most this many job ids in one backend poll call (one call per "
+        "interval up to this many active jobs)",
     )
     submit_batch: int = Field(
         default=100, ge=1, description="at most this many pods submitted in one backend call"

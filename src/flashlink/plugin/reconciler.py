@@ -35,10 +35,11 @@ from flashlink.plugin.config import PluginConfig
 from flashlink.plugin.metrics import MeteredBackend, Metrics
 from flashlink.plugin.sites import Site
 from flashlink.plugin.status import PodInfo, phase_of, pod_status, status_json, waiting_status
-from flashlink.plugin.store import PodRow, StatusUpdate, Store
+from flashlink.plugin.store import ActiveRow, PodRow, StatusUpdate, Store
 
 _log = logging.getLogger(__name__)
 _FINAL = (JobPhase.SUCCEEDED, JobPhase.FAILED, JobPhase.UNKNOWN)
+_RESYNC_SECONDS = 60.0  # the in-memory active set is re-read from the store this often
 
 
 @dataclass
@@ -62,6 +63,13 @@ def info_of(row: PodRow) -> PodInfo:
         main=[(n, i) for n, i in row.containers["main"]],
         jid=row.backend_id or "",
     )
+
+
+@dataclass(frozen=True)
+class _Known:
+    info: PodInfo
+    job_dir: Path
+    names: list[str]
 
 
 class _Records:
@@ -114,9 +122,16 @@ class Reconciler:
         self.passes = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._infos: dict[str, PodInfo] = {}
+        self._pods: dict[str, _Known] = {}
         self._records: dict[str, _Records] = {}
-        self._seen: dict[str, tuple[JobState, tuple[tuple[int, int], ...]]] = {}
+        self._seen: dict[str, object] = {}
+        # The active pods, kept here between passes (read from the store once a minute, and
+        # told by the submitter about new ones): at 10,000 pods re-reading them all from SQLite
+        # at every pass cost more than the rest of the pass.
+        self._active: dict[str, ActiveRow] = {}
+        self._arrivals: list[ActiveRow] = []
+        self._arrivals_lock = threading.Lock()
+        self._synced_at = -float("inf")
         self._thread = threading.Thread(
             target=self._run, name=f"flashlink-reconcile-{site.name}", daemon=True
         )
@@ -133,6 +148,25 @@ class Reconciler:
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    def track(self, uid: str, backend_id: str) -> None:
+        """A pod the backend has just accepted (called after the store recorded it)."""
+        with self._arrivals_lock:
+            self._arrivals.append(ActiveRow(uid, backend_id, 0, "Pending"))
+
+    def _active_rows(self) -> list[ActiveRow]:
+        now = time.monotonic()
+        if now - self._synced_at > _RESYNC_SECONDS:
+            with self._arrivals_lock:
+                self._arrivals = []  # cleared first: a later arrival is in the store read below
+            self._active = {row.uid: row for row in self.store.active(self.site.name)}
+            self._synced_at = now
+        else:
+            with self._arrivals_lock:
+                arrivals, self._arrivals = self._arrivals, []
+            for row in arrivals:
+                self._active.setdefault(row.uid, row)
+        return list(self._active.values())
 
     def wake(self) -> None:
         """Run a pass now (e.g. right after a submission), not at the next interval."""
@@ -177,22 +211,30 @@ class Reconciler:
         except BackendError as exc:
             self.health.last_error = str(exc)
 
-    def _info(self, row: PodRow) -> PodInfo:
-        info = self._infos.get(row.uid)
-        if info is None or info.jid != (row.backend_id or ""):
-            info = self._infos[row.uid] = info_of(row)
-        return info
+    def _known(self, uid: str) -> _Known | None:
+        """What never changes about an active pod, read from the store once."""
+        known = self._pods.get(uid)
+        if known is None:
+            row = self.store.get(uid)
+            if row is None:
+                return None
+            known = self._pods[uid] = _Known(
+                info=info_of(row),
+                job_dir=Path(row.job_dir),
+                names=[*row.names("init"), *row.names("main")],
+            )
+        return known
 
     def _poll_active(self) -> bool:
-        rows = self.store.rows(self.site.name, ["active"])
+        rows = self._active_rows()
         self.health.active = len(rows)
         live = {row.uid for row in rows}
-        for cache in (self._infos, self._records, self._seen):
+        for cache in (self._pods, self._records, self._seen):
             for uid in [u for u in cache if u not in live]:
                 del cache[uid]
         if not rows:
             return True
-        ids = [row.backend_id for row in rows if row.backend_id]
+        ids = [row.backend_id for row in rows]
         states: dict[str, JobState] = {}
         try:
             for i in range(0, len(ids), self.config.poll_batch):
@@ -200,34 +242,48 @@ class Reconciler:
         except BackendError as exc:
             self._unreachable(rows, exc)
             return False
-        updates = [u for u in (self._update(row, states) for row in rows) if u is not None]
+        updates = []
+        for i, row in enumerate(rows):
+            if i % 512 == 511:
+                time.sleep(0)  # let the request thread have the GIL: /status p99 depends on it
+            update = self._update(row, states)
+            if update is not None:
+                updates.append(update)
         self.store.update(updates)
+        for u in updates:
+            if u.state == "done":
+                self._active.pop(u.uid, None)
+            else:
+                old = self._active[u.uid]
+                self._active[u.uid] = ActiveRow(u.uid, old.backend_id, u.misses, u.phase)
         return True
 
-    def _unreachable(self, rows: list[PodRow], exc: BackendError) -> None:
+    def _unreachable(self, rows: list[ActiveRow], exc: BackendError) -> None:
         """Pods not yet running say why they still wait; running ones keep their state."""
         self.health.last_error = f"{type(exc).__name__}: {exc}"
         _log.warning("site %s: poll failed: %s", self.site.name, exc)
         reason = "SiteUnavailable" if isinstance(exc, BackendUnavailableError) else "SiteError"
+        message = f"site {self.site.name}: {exc}"
         updates = []
         for row in rows:
-            if row.phase != "Pending":
+            known = self._known(row.uid)
+            if row.phase != "Pending" or known is None:
                 continue
-            status = waiting_status(self._info(row), reason, f"site {self.site.name}: {exc}")
-            text = status_json(status)
-            if text != row.status:
-                updates.append(StatusUpdate(row.uid, text, "Pending", "active", row.misses))
-                self._seen.pop(row.uid, None)
+            seen = (reason, message)
+            if self._seen.get(row.uid) == seen:
+                continue
+            self._seen[row.uid] = seen
+            text = status_json(waiting_status(known.info, reason, message))
+            updates.append(StatusUpdate(row.uid, text, "Pending", "active", row.misses))
         self.store.update(updates)
 
-    def _update(self, row: PodRow, states: dict[str, JobState]) -> StatusUpdate | None:
-        assert row.backend_id is not None  # active rows always have one
+    def _update(self, row: ActiveRow, states: dict[str, JobState]) -> StatusUpdate | None:
         job = states.get(row.backend_id)
         misses = 0
         if job is None:
             misses = row.misses + 1
             if misses < self.config.lost_after:
-                return StatusUpdate(row.uid, row.status, row.phase, "active", misses)
+                return StatusUpdate(row.uid, None, row.phase, "active", misses)
             job = JobState(
                 row.backend_id,
                 JobPhase.UNKNOWN,
@@ -236,43 +292,43 @@ class Reconciler:
                 "and recorded no end",
             )
         final = job.phase in _FINAL
-        job_dir = self._job_dir(row, job)
-        records: dict[str, ContainerStatus] = {}
         stamps: tuple[tuple[int, int], ...] = ()
+        pending = job.phase is JobPhase.PENDING and misses == row.misses
+        if pending and self._seen.get(row.uid) == (job, stamps):
+            return None  # the common case with thousands of queued pods: nothing to read
+        known = self._known(row.uid)
+        if known is None:
+            return None  # forgotten meanwhile
+        records: dict[str, ContainerStatus] = {}
         if job.phase is not JobPhase.PENDING:
             reader = self._records.setdefault(row.uid, _Records())
-            names = [*row.names("init"), *row.names("main")]
-            records, _ = reader.read(job_dir, names)
+            records, _ = reader.read(self._job_dir(row, known, job), known.names)
             stamps = reader.stamps
         seen = (job, stamps)
         if not final and misses == row.misses and self._seen.get(row.uid) == seen:
             return None  # nothing changed since the last pass
         self._seen[row.uid] = seen
-        status = pod_status(self._info(row), job, records)
-        text = status_json(status)
-        if not final and text == row.status and misses == row.misses:
-            return None
+        status = pod_status(known.info, job, records)
         return StatusUpdate(
             row.uid,
-            text,
+            status_json(status),
             phase_of(status),
             "done" if final else "active",
             misses,
             finished_at=time.time() if final else None,
         )
 
-    def _job_dir(self, row: PodRow, job: JobState) -> Path:
+    def _job_dir(self, row: ActiveRow, known: _Known, job: JobState) -> Path:
         """Where the job's files are. A remote site's backend may have to bring them back
         first (HTCondor unpacks the snapshot a running job pushed, retrieves spooled outputs
         at the end): ``fetch`` is called for running and ended jobs of non-local sites."""
-        assert row.backend_id is not None
         if self.site.kind == "local" or job.phase is JobPhase.PENDING:
-            return Path(row.job_dir)
+            return known.job_dir
         try:
             return self.backend.fetch(row.backend_id)
         except BackendError as exc:
             _log.warning("site %s: fetch of job %s failed: %s", self.site.name, row.backend_id, exc)
-            return Path(row.job_dir)
+            return known.job_dir
 
     def _retry_cancels(self) -> None:
         for row in self.store.cancels_pending(self.site.name):

@@ -94,13 +94,19 @@ class Plugin:
             name: MeteredBackend(name, site.backend, self.metrics)
             for name, site in self.sites.items()
         }
-        self.submitters = {
-            name: Submitter(name, self.backends[name], self.store, config.submit_batch)
-            for name in self.sites
-        }
         self.reconcilers = {
             name: Reconciler(site, self.backends[name], self.store, config, self.metrics)
             for name, site in self.sites.items()
+        }
+        self.submitters = {
+            name: Submitter(
+                name,
+                self.backends[name],
+                self.store,
+                config.submit_batch,
+                on_accepted=self.reconcilers[name].track,
+            )
+            for name in self.sites
         }
         self.default_site = config.default()
         self.started_at = time.time()
@@ -250,9 +256,8 @@ class Plugin:
                 "it is still being submitted: retry /create with the same pod"
             )
         backend_id = waiter.result()  # raises the backend's error
-        row = self.store.get(uid)
-        if row is not None:
-            self.reconcilers[row.site].wake()
+        # No reconciler wake-up here: at 100 creates/s it would run back-to-back passes; the
+        # pod says "Submitted" until the next interval.
         return CreateStruct(PodUID=uid, PodJID=backend_id)
 
     # --- /status --------------------------------------------------------------------------

@@ -20,7 +20,7 @@ yet confirmed the cancel (the reconciler retries it).
 
 from __future__ import annotations
 
-__all__ = ["PodRow", "StatusUpdate", "Store"]
+__all__ = ["ActiveRow", "PodRow", "StatusUpdate", "Store"]
 
 import json
 import sqlite3
@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS pods (
     cancel_pending INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS pods_site_state ON pods (site, state);
+CREATE INDEX IF NOT EXISTS pods_cancel ON pods (site) WHERE cancel_pending = 1;
+CREATE INDEX IF NOT EXISTS pods_deleted ON pods (site, deleted_at) WHERE deleted_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 SCHEMA_VERSION = "1"
@@ -107,11 +109,21 @@ class PodRow:
 
 
 @dataclass(frozen=True)
-class StatusUpdate:
-    """What one reconcile pass learned about one pod."""
+class ActiveRow:
+    """The columns the reconciler reads of every active pod at every pass."""
 
     uid: str
-    status: str
+    backend_id: str
+    misses: int
+    phase: str
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """What one reconcile pass learned about one pod (``status`` None: unchanged)."""
+
+    uid: str
+    status: str | None
     phase: str
     state: str
     misses: int = 0
@@ -189,6 +201,13 @@ class Store:
             (site, *wanted),
         )
         return [PodRow.from_sql(r) for r in cur]
+
+    def active(self, site: str) -> list[ActiveRow]:
+        cur = self._conn().execute(
+            "SELECT uid, backend_id, misses, phase FROM pods WHERE site = ? AND state = 'active'",
+            (site,),
+        )
+        return [ActiveRow(*r) for r in cur]
 
     def cancels_pending(self, site: str) -> list[PodRow]:
         cur = self._conn().execute(
@@ -294,7 +313,12 @@ class Store:
                 [
                     (u.status, u.phase, u.state, u.misses, u.finished_at, now, u.uid)
                     for u in updates
+                    if u.status is not None
                 ],
+            )
+            conn.executemany(
+                "UPDATE pods SET misses = ?, updated_at = ? WHERE uid = ? AND state = 'active'",
+                [(u.misses, now, u.uid) for u in updates if u.status is None],
             )
 
     def mark_deleted(self, uid: str, cancel_pending: bool) -> None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 __all__ = ["PendingJob", "Submitter", "job_from_dict", "job_to_dict"]
 
+import contextlib
 import logging
 import queue
 import threading
-from concurrent.futures import Future
+from collections.abc import Callable
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -80,11 +82,19 @@ class PendingJob:
 class Submitter:
     """The submission thread of one site."""
 
-    def __init__(self, site: str, backend: MeteredBackend, store: Store, batch: int) -> None:
+    def __init__(
+        self,
+        site: str,
+        backend: MeteredBackend,
+        store: Store,
+        batch: int,
+        on_accepted: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.site = site
         self.backend = backend
         self.store = store
         self.batch = batch
+        self.on_accepted = on_accepted
         self._queue: queue.Queue[PendingJob | None] = queue.Queue()
         self._thread = threading.Thread(
             target=self._run, name=f"flashlink-submit-{site}", daemon=True
@@ -158,11 +168,14 @@ class Submitter:
             accepted.append((item.info.uid, backend_id, status_json(status)))
         self.store.submitted(accepted)
         for item, backend_id in zip(items, ids, strict=True):
-            item.future.set_result(backend_id)
+            if self.on_accepted is not None:
+                self.on_accepted(item.info.uid, backend_id)
+            with contextlib.suppress(InvalidStateError):  # the waiter may have given up
+                item.future.set_result(backend_id)
 
     def _reject(self, item: PendingJob, exc: Exception, reason: str) -> None:
         message = f"site {self.site} did not accept the pod: {exc}"
         status = rejected_status(item.info, reason, message)
         self.store.rejected(item.info.uid, message, status_json(status), phase_of(status))
-        if not item.future.done():
+        with contextlib.suppress(InvalidStateError):
             item.future.set_exception(exc)
