@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 import flashlink
+from flashlink.cli.demo import demo
 from flashlink.cli.images import app as images_app
 from flashlink.cli.jobscript import app as jobscript_app
 from flashlink.cli.plugin import app as plugin_app
@@ -25,6 +26,7 @@ app.add_typer(jobscript_app)
 app.add_typer(images_app)
 app.add_typer(sim_app)
 app.add_typer(plugin_app)
+app.command("demo")(demo)
 
 
 @app.callback()
