@@ -340,7 +340,8 @@ def test_a_batch_is_one_cluster_and_its_job_directories_come_back(
     ]
     before = condor_backend.commands
     ids = condor_backend.submit(jobs)
-    assert condor_backend.commands - before <= 2  # locating the schedd + one submit
+    # locating the schedd, one query for already queued keys, one submit for all three
+    assert condor_backend.commands - before == 3
     clusters = {i.split(".")[0] for i in ids}
     assert len(clusters) == 1
     assert [i.split(".")[1] for i in ids] == ["0", "1", "2"]

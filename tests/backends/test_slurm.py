@@ -392,12 +392,17 @@ def test_pending_reason_then_cancel_is_idempotent(
 def test_a_running_job_is_cancelled_and_its_script_sees_the_signal(
     slurm_backend: SlurmBackend, shared_tmp: Path
 ) -> None:
-    body = "#!/bin/bash\ntrap 'echo got-term >term.txt; exit 143' TERM\nsleep 300 & wait\n"
+    body = (
+        "#!/bin/bash\ntrap 'echo got-term >term.txt; exit 143' TERM\n"
+        "touch trapped\nsleep 300 & wait\n"
+    )
     (job_id,) = slurm_backend.submit(
         [BatchJob(str(uuid.uuid4()), "d/sleep", body, shared_tmp, SMALL)]
     )
-    wait(slurm_backend, [job_id], until=lambda s: s.phase is JobPhase.RUNNING)
-    time.sleep(0.5)  # let bash install its trap
+    deadline = time.monotonic() + 60
+    while not (shared_tmp / "trapped").exists():  # RUNNING comes before the script starts
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
     slurm_backend.cancel(job_id)
     state = wait(slurm_backend, [job_id])[job_id]
     assert (state.phase, state.reason) == (JobPhase.FAILED, "Cancelled")

@@ -56,6 +56,7 @@ class SlurmRecord:
     start: datetime | None = None
     end: datetime | None = None
     work_dir: str | None = None
+    comment: str | None = None
     source: str = "squeue"
 
 
@@ -161,6 +162,7 @@ def parse_squeue_json(text: str) -> dict[str, SlurmRecord]:
             start=_epoch(job.get("start_time")),
             end=_epoch(job.get("end_time")),
             work_dir=job.get("current_working_directory") or None,
+            comment=job.get("comment") if isinstance(job.get("comment"), str) else None,
             source="squeue",
         )
         records[record.job_id] = record

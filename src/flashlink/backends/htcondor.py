@@ -237,14 +237,45 @@ class HTCondorBackend:
 
         return self._call("the submission", action, retry=False)
 
+    def _queued_keys(self, keys: Sequence[str]) -> dict[str, str]:
+        """Ids of queued jobs that carry one of ``keys`` (one query)."""
+        listed = ", ".join(f'"{key}"' for key in keys)  # keys were checked: [A-Za-z0-9._:-]
+        ads = self._call(
+            "the queue query",
+            lambda s: s.query(
+                constraint=f"identicalMember(FlashlinkKey, {{{listed}}})",
+                projection=["ClusterId", "ProcId", "FlashlinkKey"],
+            ),
+        )
+        found = {}
+        for ad in ads:
+            plain = ad_to_dict(ad)
+            jid = job_id(plain)
+            if jid is not None and isinstance(plain.get("FlashlinkKey"), str):
+                found[plain["FlashlinkKey"]] = jid
+        return found
+
     def submit(self, jobs: Sequence[BatchJob]) -> list[str]:
+        """Submit ``jobs``; a job whose key is already queued returns that job's id.
+
+        The plugin submits again a job whose id a crash kept it from recording; one query
+        per batch finds it by its ``FlashlinkKey`` attribute instead of running it twice.
+        """
         if not jobs:
             return []
-        per_job = [job_commands(job, self.config) for job in jobs]
-        groups = submit_groups(per_job, static_commands(self.config))
-        for job in jobs:
-            self._write_files(job)
-        ids: list[str | None] = [None] * len(jobs)
+        per_job = [job_commands(job, self.config) for job in jobs]  # all checks first
+        existing = self._queued_keys(sorted({job.key for job in jobs}))
+        ids: list[str | None] = [existing.get(job.key) for job in jobs]
+        seen = set(existing)
+        todo: list[int] = []  # the jobs to queue now: new keys, each once
+        for index, job in enumerate(jobs):
+            if job.key not in seen:
+                seen.add(job.key)
+                todo.append(index)
+        queued_now = set(todo)
+        groups = submit_groups([per_job[i] for i in todo], static_commands(self.config))
+        for i in todo:
+            self._write_files(jobs[i])
         clusters: list[int] = []
         try:
             for group in groups:
@@ -252,7 +283,7 @@ class HTCondorBackend:
                 cluster, first = int(result.cluster()), int(result.first_proc())
                 clusters.append(cluster)
                 for offset, index in enumerate(group.indexes):
-                    ids[index] = f"{cluster}.{first + offset}"
+                    ids[todo[index]] = f"{cluster}.{first + offset}"
         except BaseException:
             for cluster in clusters:  # all or nothing
                 try:
@@ -262,13 +293,17 @@ class HTCondorBackend:
                         "could not remove cluster %s after a failed batch: %s", cluster, exc
                     )
             raise
-        for job, jid in zip(jobs, ids, strict=True):
+        by_key = {jobs[i].key: ids[i] for i in todo}
+        out = []
+        for index, job in enumerate(jobs):
+            jid = ids[index] or by_key[job.key]  # a key twice in one batch: one job
             assert jid is not None
-            self._dirs[jid] = job.job_dir
-            if self.config.spool and job.contains_secrets:
+            out.append(jid)
+            self._dirs.setdefault(jid, job.job_dir)
+            if self.config.spool and job.contains_secrets and index in queued_now:
                 # the schedd holds its own copy now; keep no Secret on this disk
                 (job.job_dir / SCRIPT).unlink(missing_ok=True)
-        return [jid for jid in ids if jid is not None]
+        return out
 
     def _remove_cluster(self, cluster: int) -> None:
         def action(schedd: Any) -> Any:

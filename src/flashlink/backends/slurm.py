@@ -127,6 +127,13 @@ class SlurmBackend:
     # --- Backend ----------------------------------------------------------------------------
 
     def submit(self, jobs: Sequence[BatchJob]) -> list[str]:
+        """Submit ``jobs``; a job whose key Slurm already holds returns that job's id.
+
+        The plugin submits again a job whose id a crash kept it from recording; one squeue
+        per batch finds it by the ``flashlink:<key>`` comment instead of running it twice.
+        """
+        if not jobs:
+            return []
         run_as = None
         if self._user is not None and os.geteuid() == 0:
             run_as = (self._user.name, self._user.group)
@@ -134,9 +141,19 @@ class SlurmBackend:
         for job in jobs:  # build everything first: a bad job fails the batch before sbatch
             options = directives(job, self.config, run_as=run_as)
             scripts.append((job, submission_script(job.script, options)))
+        existing = {
+            record.comment.removeprefix("flashlink:"): job_id
+            for job_id, record in self._squeue().items()
+            if record.comment and record.comment.startswith("flashlink:")
+        }
         ids: list[str] = []
+        new: list[str] = []
         try:
             for job, script in scripts:
+                known = existing.get(job.key)
+                if known is not None:
+                    ids.append(known)
+                    continue
                 prepare_job_dir(job.job_dir, self._user)
                 try:
                     result = self._run("sbatch", "--parsable", stdin=script)
@@ -152,10 +169,12 @@ class SlurmBackend:
                         "not a job id"
                     )
                 ids.append(job_id)
+                new.append(job_id)
+                existing[job.key] = job_id
                 with self._lock:
                     self._dirs[job_id] = job.job_dir
         except BaseException:
-            for job_id in ids:  # all or nothing
+            for job_id in new:  # all or nothing
                 try:
                     self.cancel(job_id)
                 except BackendError as exc:
