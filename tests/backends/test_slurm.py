@@ -449,9 +449,9 @@ def test_without_accounting_no_sacct_is_run_and_the_message_says_why(slurm: Serv
 
 
 @pytest.mark.slurm
-def test_a_refused_job_cancels_the_rest_of_its_batch(
-    slurm_backend: SlurmBackend, slurm: Service, shared_tmp: Path
-) -> None:
+def test_a_refused_job_cancels_the_rest_of_its_batch(slurm: Service, shared_tmp: Path) -> None:
+    # one sbatch at a time, so the good job is surely queued before the bad one is refused
+    backend = SlurmBackend("hpc", slurm_config(slurm, submit_concurrency=1))
     good = fake_job(shared_tmp / "good", str(uuid.uuid4()), sleep=60)
     bad = fake_job(
         shared_tmp / "bad",
@@ -459,7 +459,7 @@ def test_a_refused_job_cancels_the_rest_of_its_batch(
         options={FLAGS_ANNOTATION: "--partition=nosuchpartition"},
     )
     with pytest.raises(SubmitError, match=r"sbatch refused.*(?i:invalid partition)"):
-        slurm_backend.submit([good, bad])
+        backend.submit([good, bad])
     env = {**os.environ, "SLURM_CONF": slurm["SLURM_CONF"]}
     out = subprocess.run(
         ["squeue", "-h", "-o", "%k %T", "--states=all"],

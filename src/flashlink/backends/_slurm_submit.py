@@ -175,6 +175,12 @@ class SlurmConfig(BaseModel):
         gt=0,
         description="--time for Pods without activeDeadlineSeconds (None: site default)",
     )
+    submit_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=32,
+        description="sbatch calls run at once by one submit (each mostly waits for slurmctld)",
+    )
     command_timeout_seconds: float = Field(
         default=30.0, gt=0, description="timeout of each sbatch/squeue/sacct/scancel call"
     )

@@ -28,6 +28,7 @@ import pwd
 import re
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,10 @@ _UNREACHABLE = re.compile(
 _NO_ACCOUNTING = re.compile(r"accounting storage is disabled", re.IGNORECASE)
 _JOB_ID = re.compile(r"\d+")
 _USABLE_NODE = frozenset({"idle", "mixed", "allocated", "completing", "planned", "reserved"})
+
+
+class _Skipped(Exception):
+    """A job not submitted because another one of its batch was refused."""
 
 
 class SlurmBackend:
@@ -126,11 +131,32 @@ class SlurmBackend:
 
     # --- Backend ----------------------------------------------------------------------------
 
+    def _sbatch(self, job: BatchJob, script: str, stop: threading.Event) -> str:
+        if stop.is_set():  # another job of the batch was refused: do not start more
+            raise _Skipped
+        prepare_job_dir(job.job_dir, self._user)
+        try:
+            result = self._run("sbatch", "--parsable", stdin=script)
+        except CommandError as exc:
+            raise SubmitError(
+                f"site {self.name!r}: sbatch refused job {job.name} ({job.key}): "
+                f"{exc.stderr[-1000:]}"
+            ) from exc
+        job_id = result.stdout.strip().split(";")[0]
+        if not _JOB_ID.fullmatch(job_id):
+            raise BackendError(
+                f"site {self.name!r}: sbatch --parsable printed {result.stdout!r}, not a job id"
+            )
+        with self._lock:
+            self._dirs[job_id] = job.job_dir
+        return job_id
+
     def submit(self, jobs: Sequence[BatchJob]) -> list[str]:
         """Submit ``jobs``; a job whose key Slurm already holds returns that job's id.
 
         The plugin submits again a job whose id a crash kept it from recording; one squeue
         per batch finds it by the ``flashlink:<key>`` comment instead of running it twice.
+        ``submit_concurrency`` sbatch calls run at once: each mostly waits for slurmctld.
         """
         if not jobs:
             return []
@@ -140,47 +166,40 @@ class SlurmBackend:
         scripts = []
         for job in jobs:  # build everything first: a bad job fails the batch before sbatch
             options = directives(job, self.config, run_as=run_as)
-            scripts.append((job, submission_script(job.script, options)))
+            scripts.append(submission_script(job.script, options))
         existing = {
             record.comment.removeprefix("flashlink:"): job_id
             for job_id, record in self._squeue().items()
             if record.comment and record.comment.startswith("flashlink:")
         }
-        ids: list[str] = []
-        new: list[str] = []
-        try:
-            for job, script in scripts:
-                known = existing.get(job.key)
-                if known is not None:
-                    ids.append(known)
-                    continue
-                prepare_job_dir(job.job_dir, self._user)
+        todo: dict[str, int] = {}  # new keys, each once -> index of its first job
+        for index, job in enumerate(jobs):
+            if job.key not in existing and job.key not in todo:
+                todo[job.key] = index
+        submitted: dict[str, str] = {}
+        failures: list[BaseException] = []
+        stop = threading.Event()
+        workers = max(1, min(self.config.submit_concurrency, len(todo)))
+        with ThreadPoolExecutor(workers, thread_name_prefix=f"sbatch-{self.name}") as pool:
+            futures = {
+                pool.submit(self._sbatch, jobs[i], scripts[i], stop): key for key, i in todo.items()
+            }
+            for future in as_completed(futures):
                 try:
-                    result = self._run("sbatch", "--parsable", stdin=script)
-                except CommandError as exc:
-                    raise SubmitError(
-                        f"site {self.name!r}: sbatch refused job {job.name} ({job.key}): "
-                        f"{exc.stderr[-1000:]}"
-                    ) from exc
-                job_id = result.stdout.strip().split(";")[0]
-                if not _JOB_ID.fullmatch(job_id):
-                    raise BackendError(
-                        f"site {self.name!r}: sbatch --parsable printed {result.stdout!r}, "
-                        "not a job id"
-                    )
-                ids.append(job_id)
-                new.append(job_id)
-                existing[job.key] = job_id
-                with self._lock:
-                    self._dirs[job_id] = job.job_dir
-        except BaseException:
-            for job_id in new:  # all or nothing
+                    submitted[futures[future]] = future.result()
+                except _Skipped:
+                    pass
+                except BaseException as exc:  # re-raised below, after the cleanup
+                    stop.set()
+                    failures.append(exc)
+        if failures:
+            for job_id in submitted.values():  # all or nothing
                 try:
                     self.cancel(job_id)
                 except BackendError as exc:
                     log.warning("could not cancel job %s after a failed batch: %s", job_id, exc)
-            raise
-        return ids
+            raise failures[0]
+        return [existing.get(job.key) or submitted[job.key] for job in jobs]
 
     def _squeue(self) -> dict[str, SlurmRecord]:
         # --user/--states narrow the answer on releases that honour them with --json;
