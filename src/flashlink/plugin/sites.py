@@ -11,7 +11,7 @@ from __future__ import annotations
 __all__ = ["Site", "build_sites", "select_site"]
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,8 +100,3 @@ def build_sites(config: PluginConfig, state_dir: Path) -> dict[str, Site]:
             backend.close()
         raise
     return sites
-
-
-def describe(sites: Mapping[str, Site]) -> dict[str, str]:
-    """site -> kind, for logs and /system-info."""
-    return {name: site.kind for name, site in sites.items()}
