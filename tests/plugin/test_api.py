@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ import httpx
 import pytest
 
 from flashlink.backends import InvalidSiteConfigError
-from flashlink.plugin import Plugin, create_app, parse_plugin_config
+from flashlink.plugin import Plugin, create_app, make_server, parse_plugin_config
 from plugin.support import container, create_request, pod, serving, uid, vk_phase
 
 NO_RUNTIME = {"runtime": "apptainer", "apptainer": {"executable": "/nonexistent/apptainer"}}
@@ -332,3 +333,28 @@ def test_unknown_config_keys_are_errors_that_name_them(tmp_path: Path) -> None:
         parse_plugin_config({"sites": {"a": {"kind": "local", "backend": {"cpus": -1}}}})
     with pytest.raises(InvalidSiteConfigError, match=r"unknown site kind 'k8s'"):
         parse_plugin_config({"sites": {"a": {"kind": "k8s"}}})
+
+
+def test_the_plugin_serves_on_a_unix_socket(tmp_path: Path) -> None:
+    """interLink's SidecarURL may be unix:///path.sock: requests then go to host 'unix'."""
+    socket_path = tmp_path / "run" / "plugin.sock"
+    config = parse_plugin_config(
+        {"state_dir": str(tmp_path / "state"), "server": {"socket": str(socket_path)}}
+    )
+    server = make_server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        transport = httpx.HTTPTransport(uds=str(socket_path))
+        with httpx.Client(transport=transport, base_url="http://unix") as client:
+            r = client.request("GET", "/status", json=[])
+            assert r.status_code == 200
+            assert r.json()["status"] == "ok"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
