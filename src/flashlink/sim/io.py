@@ -125,8 +125,8 @@ def iter_events(url: str, chunk_events: int = 1000) -> Iterator[EventChunk]:
     pending_events = 0
     for table in iter_tables(url, list(COLUMNS), batch_rows=50_000):
         pending.append(table)
-        ids = table["event_id"]
-        pending_events += len(np.unique(ids))
+        # an event may continue from the previous batch: count the distinct ids of all pending
+        pending_events = len(np.unique(np.concatenate([t["event_id"] for t in pending])))
         while pending_events > chunk_events:
             merged = {k: np.concatenate([t[k] for t in pending]) for k in COLUMNS}
             event_ids = merged["event_id"]
