@@ -1,7 +1,8 @@
-"""``flashlink sim``: generate events, run the reference detailed simulation, make ntuples.
+"""``flashlink sim``: generate events, run the reference detailed simulation, train and run the
+flash models, make ntuples, validate.
 
-Heavy modules (numpy, pyarrow, Pythia) are imported inside the commands, so ``flashlink
---help`` stays fast.
+Heavy modules (numpy, pyarrow, Pythia, torch) are imported inside the commands, so ``flashlink
+--help`` stays fast and never imports torch.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="sim",
-    help="Flash-simulation payload: Pythia generation, reference detailed simulation, ntuples.",
+    help="Flash-simulation payload: Pythia generation, reference detailed simulation, flash "
+    "models (train, flash, validate), ntuples.",
     no_args_is_help=True,
 )
 _out = Console()
@@ -215,5 +217,163 @@ def ntuple(
                 progress=lambda k: bar.advance(task, k),
             )
         _out.print(f"{n} candidates -> {output}.{{{formats}}}")
+    except FlashlinkError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def train(
+    inputs: Annotated[
+        list[str], typer.Argument(help="output directories of 'flashlink sim detailed'")
+    ],
+    out: Annotated[str, typer.Option("--out", "-o", help="model-set directory to write")],
+    *,
+    seed: _Seed = 1,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda:N")] = "auto",
+    resume: Annotated[bool, typer.Option(help="continue from checkpoints in --out")] = True,
+    epoch_scale: Annotated[
+        float, typer.Option(min=0.001, help="multiply every model's epochs (quick runs < 1)")
+    ] = 1.0,
+    only: Annotated[
+        str | None, typer.Option(help="comma-separated models to train (default: all)")
+    ] = None,
+    threads: Annotated[int, typer.Option(min=0, help="torch CPU threads (0: torch default)")] = 0,
+    mlflow_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else local)"),
+    ] = None,
+    save_table: Annotated[
+        str | None, typer.Option(help="also write the prepared training table (Parquet)")
+    ] = None,
+) -> None:
+    """Train the flash models on reference samples; export them (ONNX + numpy + manifest)."""
+    from flashlink.sim.flash.errors import require  # noqa: PLC0415
+
+    try:
+        require("torch")
+        require("zuko")
+        from flashlink.sim.flash.dataset import build_training_table, write_table  # noqa: PLC0415
+        from flashlink.sim.flash.tracking import Tracker  # noqa: PLC0415
+        from flashlink.sim.flash.train import TrainOptions, train_all  # noqa: PLC0415
+        from flashlink.sim.io import iter_tables  # noqa: PLC0415
+
+        t0 = time.perf_counter()
+        table = build_training_table(inputs)
+        if save_table:
+            write_table(table, save_table, {"inputs": inputs})
+        pv_parts = [t for d in inputs for t in iter_tables(f"{d.rstrip('/')}/pvs.parquet")]
+        pvs = {k: _concat([t[k] for t in pv_parts]) for k in pv_parts[0]}
+        options = TrainOptions(
+            seed=seed,
+            device=device,
+            resume=resume,
+            epoch_scale=epoch_scale,
+            only=tuple(m.strip() for m in only.split(",")) if only else (),
+            threads=threads,
+        )
+        _out.print(f"training set: {len(table['pid'])} particles from {len(inputs)} samples")
+        with _progress() as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(label: str, epoch: int, epochs: int, loss: float) -> None:
+                if label not in tasks:
+                    tasks[label] = bar.add_task(label, total=epochs)
+                bar.update(tasks[label], completed=epoch, description=f"{label} {loss:.4f}")
+
+            chain = train_all(
+                table,
+                out,
+                options,
+                pvs=pvs,
+                tracker=Tracker.create(Path(out) / "tracking", mlflow_uri),
+                progress=progress,
+            )
+        for name, info in chain["summary"].items():
+            _out.print(f"{name:<12} {info['family']:<5} {info['seconds']:7.1f} s")
+        _out.print(f"trained in {time.perf_counter() - t0:.0f} s -> {out}")
+    except FlashlinkError as exc:
+        raise _fail(exc) from exc
+
+
+def _concat(parts: list[Any]) -> Any:
+    import numpy as np  # noqa: PLC0415
+
+    return np.concatenate(parts)
+
+
+@app.command()
+def flash(
+    input_url: Annotated[str, typer.Argument(help="events: .parquet (path or URL) or HepMC3")],
+    output: Annotated[str, typer.Argument(help="output directory or URL prefix")],
+    *,
+    seed: _Seed = 1,
+    chunk_size: _Chunk = 2000,
+    events: Annotated[
+        int | None, typer.Option("--events", "-n", min=1, help="process only the first N events")
+    ] = None,
+    models: Annotated[
+        str | None, typer.Option(help="model-set directory (default: the shipped set)")
+    ] = None,
+    oversample: Annotated[
+        int, typer.Option(min=1, help="simulate each event k times (replicas are marked)")
+    ] = 1,
+    backend: Annotated[str, typer.Option(help="onnx (onnxruntime) or numpy")] = "onnx",
+) -> None:
+    """Flash simulation: the trained models turn generator particles into reconstructed
+    tracks, particles and pvs tables (the columns of 'sim detailed')."""
+    from flashlink.sim.flash.chain import run_flash  # noqa: PLC0415
+
+    try:
+        t0 = time.perf_counter()
+        with _progress() as bar:
+            task = bar.add_task("flash simulating", total=events)
+            chain = run_flash(
+                _input_events(input_url, chunk_size, events),
+                output,
+                seed=seed,
+                model_dir=models,
+                oversample=oversample,
+                backend=backend,
+                metadata={"input": input_url},
+                progress=lambda n: bar.advance(task, n),
+            )
+        dt = time.perf_counter() - t0
+        c = chain.counts
+        _out.print(
+            f"{c['events']} events, {c['particles']} particles, {c['tracks']} tracks in "
+            f"{dt:.1f} s: {c['particles'] / max(dt, 1e-9):,.0f} particles/s (I/O included) "
+            f"-> {output}"
+        )
+    except FlashlinkError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def validate(
+    flash_dir: Annotated[str, typer.Argument(help="output directory of 'flashlink sim flash'")],
+    reference_dir: Annotated[str, typer.Argument(help="output of 'sim detailed' (same events)")],
+    report: Annotated[str, typer.Argument(help="report directory: index.html, metrics.json")],
+    *,
+    label: Annotated[str, typer.Option(help="sample name shown in the report")] = "sample",
+    decay: Annotated[
+        str | None, typer.Option(help="also compare this decay's mass peak (e.g. Bu2JpsiK)")
+    ] = None,
+    busy: Annotated[bool, typer.Option(help="full events: busy-event ntuple cuts")] = False,
+    seed: _Seed = 1,
+) -> None:
+    """Compare flash and reference outputs: metrics JSON and an HTML report with plots."""
+    from flashlink.sim.validation import validate_samples  # noqa: PLC0415
+
+    try:
+        with _progress() as bar:
+            task = bar.add_task("validating", total=None)
+            result = validate_samples(
+                flash_dir, reference_dir, report, label=label, decay=decay, busy=busy, seed=seed
+            )
+            bar.update(task, completed=1, total=1)
+        summary = result["summary"]
+        for key, value in summary.items():
+            _out.print(f"{key:<34} {value}")
+        _out.print(f"-> {report}/index.html, {report}/metrics.json")
     except FlashlinkError as exc:
         raise _fail(exc) from exc
