@@ -12,6 +12,7 @@ from flashlink.cli.demo import demo
 from flashlink.cli.images import app as images_app
 from flashlink.cli.jobscript import app as jobscript_app
 from flashlink.cli.plugin import app as plugin_app
+from flashlink.cli.production import app as production_app
 from flashlink.cli.sim import app as sim_app
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app.add_typer(jobscript_app)
 app.add_typer(images_app)
 app.add_typer(sim_app)
 app.add_typer(plugin_app)
+app.add_typer(production_app)
 app.command("demo")(demo)
 
 

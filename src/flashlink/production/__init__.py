@@ -1,1 +1,43 @@
-"""Productions: a request becomes a Snakemake workflow of Pods, merged outputs and a report."""
+"""Productions: a request becomes Pods on the plugin API, merged outputs and a report."""
+
+from __future__ import annotations
+
+__all__ = [
+    "EmbeddedPlugin",
+    "Job",
+    "Journal",
+    "PayloadSettings",
+    "PluginCallError",
+    "PluginClient",
+    "Production",
+    "ProductionError",
+    "ProductionRequest",
+    "RequestError",
+    "Snapshot",
+    "build_job_pod",
+    "build_reference_pod",
+    "check_pod_schema",
+    "load_request",
+    "merge_ntuples",
+    "parse_request",
+    "plan_jobs",
+    "pod_phase",
+    "report_path",
+    "software_binds",
+]
+
+from flashlink.production.client import PluginClient, pod_phase
+from flashlink.production.driver import Production, Snapshot
+from flashlink.production.embedded import EmbeddedPlugin, software_binds
+from flashlink.production.errors import PluginCallError, ProductionError, RequestError
+from flashlink.production.journal import Journal
+from flashlink.production.outputs import merge_ntuples, report_path
+from flashlink.production.pods import (
+    Job,
+    PayloadSettings,
+    build_job_pod,
+    build_reference_pod,
+    check_pod_schema,
+    plan_jobs,
+)
+from flashlink.production.request import ProductionRequest, load_request, parse_request
