@@ -84,6 +84,11 @@ def apptainer(service_rundir: Path) -> Iterator[Service]:
 
 
 @pytest.fixture(scope="session")
+def payload(service_rundir: Path) -> Iterator[Service]:
+    yield from _service("payload", service_rundir)
+
+
+@pytest.fixture(scope="session")
 def podman(service_rundir: Path) -> Iterator[Service]:
     yield from _service("podman", service_rundir)
 

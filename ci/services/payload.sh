@@ -23,7 +23,6 @@ PACKAGES=python3,libstdc++6,libgomp1,ca-certificates
 
 svc_install() {
     local t0=$SECONDS
-    bash "$CI_DIR/services/apptainer.sh" install
     mkdir -p "$PAYLOAD_DIR"
     exec 7>"$PAYLOAD_DIR/lock"
     flock 7
@@ -33,6 +32,8 @@ svc_install() {
     done
     debootstrap_root bookworm "$ROOTFS" --include="$PACKAGES"
     log "bookworm root ready: $((SECONDS - t0)) s"
+    # After the debootstrap, so ./dev setup runs both at once; apptainer.sh serializes itself.
+    bash "$CI_DIR/services/apptainer.sh" install
     printf '127.0.0.1 localhost\n::1 localhost\n' >"$ROOTFS/etc/hosts"
     : >"$ROOTFS/etc/resolv.conf"
     local want

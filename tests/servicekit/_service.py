@@ -12,7 +12,7 @@ CI_SERVICES = REPO / "ci" / "services"
 WORK = Path(os.environ.get("FLASHLINK_CI_WORK", "/srv/flashlink-ci"))
 
 # Every service a test can ask for; each is also a pytest marker of the same name.
-SERVICES = ("apptainer", "bwrap", "htcondor", "podman", "redis", "s3", "slurm")
+SERVICES = ("apptainer", "bwrap", "htcondor", "payload", "podman", "redis", "s3", "slurm")
 
 
 class ServiceUnavailableError(RuntimeError):
