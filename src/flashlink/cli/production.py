@@ -243,3 +243,51 @@ def cancel(
     except FlashlinkError as exc:
         _err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
+
+
+@app.command()
+def snakefile(
+    request_file: _Request,
+    *,
+    plugin: Annotated[str, typer.Option(help="URL of the plugin the executor submits to")] = (
+        "http://127.0.0.1:4000"
+    ),
+    bind_software: Annotated[
+        bool, typer.Option(help="bind this installation read-only into the jobs (CVMFS-like)")
+    ] = True,
+) -> None:
+    """Write the production's Snakefile (workdir: the output) and print how to run it."""
+    import shlex  # noqa: PLC0415
+
+    from flashlink.production import PayloadSettings, load_request, software_binds  # noqa: PLC0415
+    from flashlink.production.snakemake import write_snakefile  # noqa: PLC0415
+
+    try:
+        request = load_request(request_file)
+    except FlashlinkError as exc:
+        _err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    cmd, binds = "flashlink", tuple[str, ...]()
+    if bind_software:
+        _, cmd, binds = software_binds()
+    path = write_snakefile(request, PayloadSettings(command=cmd, binds=binds))
+    run = [
+        "snakemake",
+        "-d",
+        request.output,
+        "-s",
+        str(path),
+        "--executor",
+        "flashlink",
+        "--flashlink-url",
+        plugin,
+        "--flashlink-image",
+        request.image,
+        "--flashlink-site",
+        request.site,
+        "--jobs",
+        str(max(1, request.n_jobs * 3)),
+    ]
+    if binds:
+        run += ["--flashlink-bind", ":".join(binds)]
+    _out.print(f"wrote {path}\nrun it with:\n  {shlex.join(run)}", highlight=False)
