@@ -59,6 +59,7 @@ class EmbeddedPlugin:
         host_paths: list[str],
         cpus: float | None = None,
         reconcile_interval: float = 0.5,
+        sites: dict[str, Any] | None = None,
     ) -> None:
         render: dict[str, Any] = {
             "runtime": runtime,
@@ -76,7 +77,8 @@ class EmbeddedPlugin:
             "server": {"host": "127.0.0.1", "port": 0},
             "auth": {"tokens_env": None},
             "render": render,
-            "sites": {"local": {"kind": "local", "backend": backend}},
+            # other sites (a [sites] table of docs/plugin.md), e.g. a Slurm cluster
+            "sites": sites or {"local": {"kind": "local", "backend": backend}},
         }
         self._server: Any = None
         self._thread: threading.Thread | None = None
