@@ -1,5 +1,6 @@
-"""A production offloaded to the real Slurm cluster: the Pods go through the plugin's slurm
-site, run as the cluster's unprivileged user under Apptainer with the payload SIF."""
+"""Productions offloaded to the real Slurm cluster and the real HTCondor pool: the Pods go
+through the plugin's batch site and run as the cluster's unprivileged user under Apptainer with
+the payload SIF."""
 
 from __future__ import annotations
 
@@ -20,18 +21,43 @@ from servicekit import Service
 IMAGE = "ghcr.io/flashlink/payload:latest"
 
 
-@pytest.mark.slurm
+def _site(kind: str, service: Service, jobs_dir: Path) -> dict[str, object]:
+    if kind == "slurm":
+        backend = {
+            "slurm_conf": service["SLURM_CONF"],
+            "partition": service["SLURM_PARTITION"],
+            "job_user": service["SLURM_SUBMIT_USER"],
+        }
+    else:
+        backend = {
+            "condor_config": service["CONDOR_CONFIG"],
+            "token_dir": str(Path(service["HTCONDOR_TOKENS"]) / "root"),
+            "job_user": service["HTCONDOR_SUBMIT_USER"],
+        }
+    return {"kind": kind, "jobs_dir": str(jobs_dir), "backend": backend}
+
+
 @pytest.mark.apptainer
 @pytest.mark.payload
-def test_production_on_slurm(slurm: Service, payload: Service, shared_tmp: Path) -> None:
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("slurm", marks=pytest.mark.slurm),
+        pytest.param("htcondor", marks=pytest.mark.htcondor),
+    ],
+)
+def test_production_on_batch_site(
+    kind: str, payload: Service, shared_tmp: Path, request: pytest.FixtureRequest
+) -> None:
     import uproot
 
+    service: Service = request.getfixturevalue(kind)
     out = shared_tmp / "prod"
     out.mkdir(mode=0o1777)
     out.chmod(0o1777)  # the jobs run as the cluster's user, not as the driver's
-    request = parse_request(
+    production_request = parse_request(
         {
-            "name": "bu2jpsik-slurm",
+            "name": f"bu2jpsik-{kind}",
             "event": {"kind": "gun", "channel": "Bu2JpsiK"},
             "events": 100,
             "events_per_job": 50,
@@ -47,17 +73,7 @@ def test_production_on_slurm(slurm: Service, payload: Service, shared_tmp: Path)
     jobs_dir = shared_tmp / "jobs"
     jobs_dir.mkdir(mode=0o1777)
     jobs_dir.chmod(0o1777)
-    sites = {
-        "hpc": {
-            "kind": "slurm",
-            "jobs_dir": str(jobs_dir),
-            "backend": {
-                "slurm_conf": slurm["SLURM_CONF"],
-                "partition": slurm["SLURM_PARTITION"],
-                "job_user": slurm["SLURM_SUBMIT_USER"],
-            },
-        }
-    }
+    sites = {"hpc": _site(kind, service, jobs_dir)}
     with EmbeddedPlugin(
         shared_tmp / "plugin",
         runtime="apptainer",
@@ -69,7 +85,10 @@ def test_production_on_slurm(slurm: Service, payload: Service, shared_tmp: Path)
         client = PluginClient(url)
         try:
             production = Production(
-                request, client, PayloadSettings(command=command, binds=binds), poll_interval=1
+                production_request,
+                client,
+                PayloadSettings(command=command, binds=binds),
+                poll_interval=1,
             )
             snap = production.run()
         finally:
@@ -80,4 +99,4 @@ def test_production_on_slurm(slurm: Service, payload: Service, shared_tmp: Path)
     with uproot.open(out / "ntuple.root") as f:
         assert f["DecayTree"].num_entries > 20
     owners = {p.stat().st_uid for p in out.glob("jobs/*/a1/ntuple.root")}
-    assert owners == {2000}  # written by the cluster's user inside the batch job
+    assert owners == {2000}  # written by the batch system's user inside the batch job
