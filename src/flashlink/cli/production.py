@@ -148,6 +148,7 @@ def run(
                     _table(production.snapshot()), console=_out, refresh_per_second=4
                 ) as live:
                     snap = production.run(lambda s: live.update(_table(s)))
+                _out.line()  # Live leaves the cursor after the table when not on a terminal
             finally:
                 client.close()
         if snap.failed:
