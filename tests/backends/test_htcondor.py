@@ -85,7 +85,14 @@ def test_job_commands_carry_the_pods_resources_and_identity() -> None:
         "request_memory": "3072",
         "request_gpus": "1",
         "request_disk": str(2 * 1024**2),
-        "allowed_execute_duration": "660",
+        "MY.FlashlinkDeadline": "660",
+        "periodic_hold": (
+            "JobStatus == 2 && time() - JobCurrentStartExecutingDate > FlashlinkDeadline"
+        ),
+        "periodic_hold_reason": (
+            '"flashlink: the Pod ran past its activeDeadlineSeconds (plus the site margin)"'
+        ),
+        "periodic_hold_subcode": "4747",
         "+JobBatchName": '"default/hello"',
         "MY.FlashlinkKey": f'"{UID}"',
         "MY.FlashlinkSecretScript": "true",
@@ -95,7 +102,7 @@ def test_job_commands_carry_the_pods_resources_and_identity() -> None:
 def test_a_pod_without_requests_gets_the_site_defaults() -> None:
     commands = job_commands(_job(name='ns/we"ird $(x)'), HTCondorConfig())
     assert (commands["request_cpus"], commands["request_memory"]) == ("1", "2048")
-    assert "allowed_execute_duration" not in commands
+    assert "periodic_hold" not in commands
     assert commands["+JobBatchName"] == '"ns/we-ird-x-"'
 
 
@@ -137,6 +144,7 @@ def test_accepted_submit_commands() -> None:
         ("executable = /bin/sh", "'executable' may not be set"),
         ("transfer_output_files = /etc", "may not be set"),
         ("accounting_group = rich", "may not be set"),
+        ("periodic_hold = true", "may not be set"),
         ("request_cpus = 64", "may not be set"),
         ("environment = A=1", "may not be set"),
         ('+Owner = "root"', "set by flashlink or HTCondor"),
@@ -405,6 +413,23 @@ def test_a_held_job_fails_after_the_configured_time(htcondor: Service, shared_tm
     (shared_tmp / SCRIPT).unlink()
     state = wait(backend, [job_id], timeout=120)[job_id]
     assert (state.phase, state.reason) == (JobPhase.FAILED, "Held")
+    backend.cancel(job_id)
+
+
+@pytest.mark.htcondor
+def test_a_job_past_its_deadline_is_held_and_reported_failed(
+    htcondor: Service, shared_tmp: Path
+) -> None:
+    # activeDeadlineSeconds 2, no margin: the periodic_hold backstop (the job here ignores
+    # its deadline, as a job script that hung would); measured: held ~12 s after a 5 s one
+    backend = HTCondorBackend("htc", condor_config(htcondor, walltime_margin_seconds=0))
+    resources = Resources(cpu=Decimal(1), memory_bytes=64 * 1024**2, walltime_seconds=2)
+    job = fake_job(shared_tmp, str(uuid.uuid4()), sleep=300, resources=resources)
+    (job_id,) = backend.submit([job])
+    state = wait(backend, [job_id], timeout=120)[job_id]
+    assert (state.phase, state.reason) == (JobPhase.FAILED, "DeadlineExceeded")
+    assert "ran past its activeDeadlineSeconds" in (state.message or "")
+    assert "HoldReasonCode 3, subcode 4747" in (state.message or "")
     backend.cancel(job_id)
 
 

@@ -274,6 +274,18 @@ def _ad(status: int, **attrs: Any) -> dict[str, Any]:
             None,
         ),
         (
+            _ad(5, HoldReason="past the deadline", HoldReasonCode=3, HoldReasonSubCode=4747),
+            JobPhase.FAILED,
+            "DeadlineExceeded",
+            None,
+        ),
+        (
+            _ad(5, HoldReason="a user's periodic_hold", HoldReasonCode=3, HoldReasonSubCode=0),
+            JobPhase.PENDING,
+            "Held",
+            None,
+        ),
+        (
             _ad(5, HoldReason="allowed execute duration exceeded", HoldReasonCode=46),
             JobPhase.FAILED,
             "DeadlineExceeded",

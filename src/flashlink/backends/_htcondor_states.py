@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from flashlink.backends._htcondor_submit import DEADLINE_HOLD_SUBCODE
 from flashlink.backends.base import JobPhase, JobState
 
 #: The attributes a poll asks for; nothing else travels.
@@ -43,8 +44,12 @@ PROJECTION = (
 )
 
 _IDLE, _RUNNING, _REMOVED, _COMPLETED, _HELD, _TRANSFERRING, _SUSPENDED = range(1, 8)
-#: HoldReasonCode values (manual, "HoldReasonCode"): the job's own walltime ran out.
-_TIME_LIMIT_CODES = frozenset({46, 47})  # JobExecuteExceeded, JobTotalTimeExceeded
+#: HoldReasonCode values of a job whose walltime ran out: 47 measured here for
+#: allowed_execute_duration ("The job exceeded allowed execute duration of 00:05"), 46 is
+#: allowed_job_duration's; flashlink's own deadline hold is code 3 (job policy) with
+#: DEADLINE_HOLD_SUBCODE.
+_TIME_LIMIT_CODES = frozenset({46, 47})
+_POLICY = 3
 _SPOOLING_INPUT = 16
 
 
@@ -103,7 +108,7 @@ def _held(jid: str, ad: Mapping[str, Any], now: float, fail_after: float | None)
     if code == _SPOOLING_INPUT:
         return JobState(jid, JobPhase.PENDING, "SpoolingInput", f"HTCondor job {jid}: {text}")
     message = f"HTCondor job {jid} is held: {text} (HoldReasonCode {code}, subcode {sub})"
-    if code in _TIME_LIMIT_CODES:
+    if code in _TIME_LIMIT_CODES or (code == _POLICY and sub == DEADLINE_HOLD_SUBCODE):
         return JobState(
             jid,
             JobPhase.FAILED,

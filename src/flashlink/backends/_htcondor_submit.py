@@ -17,6 +17,7 @@ missing output file, which naming the entries one by one would do (measured: hol
 from __future__ import annotations
 
 __all__ = [
+    "DEADLINE_HOLD_SUBCODE",
     "DEFAULT_ALLOWED_COMMANDS",
     "EXECUTABLE",
     "PROGRESS_FILE",
@@ -42,13 +43,15 @@ from flashlink.backends.base import BatchJob
 from flashlink.backends.errors import SubmitError
 
 SUBMIT_ANNOTATION = "htcondor-job.vk.io/submit"
+#: HoldReasonSubCode of flashlink's deadline hold (HoldReasonCode 3, "job policy")
+DEADLINE_HOLD_SUBCODE = 4747
 SCRIPT = "job.sh"
 EXECUTABLE = "flashlink-wrapper.sh"
 PROGRESS_FILE = ".flashlink-progress.tar.gz"
 
 #: Submit commands a Pod may add: matchmaking, retries and GPU properties. Left out on purpose:
 #: accounting_group (billing is the site's), and everything flashlink sets itself (executable,
-#: transfer, environment, request_cpus/memory/gpus, ...).
+#: transfer, environment, request_cpus/memory/gpus, periodic_hold for the deadline, ...).
 DEFAULT_ALLOWED_COMMANDS: tuple[str, ...] = (
     "concurrency_limits",
     "gpus_maximum_capability",
@@ -56,8 +59,6 @@ DEFAULT_ALLOWED_COMMANDS: tuple[str, ...] = (
     "gpus_minimum_memory",
     "job_max_vacate_time",
     "max_retries",
-    "periodic_hold",
-    "periodic_hold_reason",
     "periodic_release",
     "periodic_remove",
     "priority",
@@ -213,7 +214,7 @@ class HTCondorConfig(BaseModel):
     walltime_margin_seconds: int = Field(
         default=60,
         ge=0,
-        description="added to activeDeadlineSeconds for allowed_execute_duration (a backstop: "
+        description="added to activeDeadlineSeconds for the job's deadline hold (a backstop: "
         "the job script enforces the deadline itself)",
     )
     fail_held_after_seconds: float | None = Field(
@@ -361,9 +362,19 @@ def job_commands(job: BatchJob, config: HTCondorConfig) -> dict[str, str]:
     if res.ephemeral_storage_bytes:
         commands["request_disk"] = str(max(1, math.ceil(res.ephemeral_storage_bytes / 1024)))
     if res.walltime_seconds is not None:
-        # HTCondor 9.4+: held (code 46) when the job has run longer than this
+        # A backstop: the job script enforces activeDeadlineSeconds itself. Not
+        # allowed_execute_duration: measured on 23.9, it never holds a job that has
+        # transfer_output_files set (held after 16 s without, still running after 60 s with).
+        # This periodic_hold did, 12 s after a 5 s deadline, with output transfer.
         limit = res.walltime_seconds + config.walltime_margin_seconds
-        commands["allowed_execute_duration"] = str(limit)
+        commands["MY.FlashlinkDeadline"] = str(limit)
+        commands["periodic_hold"] = (
+            "JobStatus == 2 && time() - JobCurrentStartExecutingDate > FlashlinkDeadline"
+        )
+        commands["periodic_hold_reason"] = (
+            '"flashlink: the Pod ran past its activeDeadlineSeconds (plus the site margin)"'
+        )
+        commands["periodic_hold_subcode"] = str(DEADLINE_HOLD_SUBCODE)
     text = job.options.get(SUBMIT_ANNOTATION)
     if text:
         commands.update(
