@@ -20,6 +20,8 @@ from typing import Any
 
 import htcondor2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from flashlink.backends import (
@@ -29,6 +31,7 @@ from flashlink.backends import (
     SubmitError,
 )
 from flashlink.backends._htcondor_submit import (
+    DEFAULT_ALLOWED_COMMANDS,
     EXECUTABLE,
     PROGRESS_FILE,
     SCRIPT,
@@ -165,6 +168,27 @@ def test_refused_submit_commands(text: str, message: str) -> None:
     with pytest.raises(SubmitError, match=re.escape(message)) as info:
         parse_submit_commands(text)
     assert SUBMIT_ANNOTATION in str(info.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=120))
+def test_any_annotation_yields_only_checked_commands(text: str) -> None:
+    # Whatever a Pod writes, what reaches the submit description is allow-listed commands or
+    # unprotected custom attributes, one line each, with no macro that the submitting host
+    # would expand ($ENV(...) could read the plugin's environment).
+    refusal = ""
+    commands: dict[str, str] = {}
+    try:
+        commands = parse_submit_commands(text)
+    except SubmitError as exc:
+        refusal = str(exc)
+    assert not refusal or refusal.startswith(f"annotation {SUBMIT_ANNOTATION}")
+    for key, value in commands.items():
+        assert key in DEFAULT_ALLOWED_COMMANDS or key.startswith("MY.")
+        assert not key.lower().startswith(("my.flashlink", "my.owner", "my.request"))
+        assert "$" not in value
+        assert not any(ord(c) < 32 and c != "\t" for c in value)
+        assert value.strip() == value != ""
 
 
 def test_a_site_can_forbid_custom_attributes() -> None:

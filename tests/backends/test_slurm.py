@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -321,8 +322,10 @@ def test_a_batch_runs_as_the_job_user_with_exit_codes_mapped(
     slurm: Service, slurm_backend: SlurmBackend, shared_tmp: Path
 ) -> None:
     keys = [str(uuid.uuid4()) for _ in range(3)]
+    canary = f"secret-{uuid.uuid4().hex}"
+    ok_job = fake_job(shared_tmp / "ok", keys[0], 0, lines=["hello", "world"])
     jobs = [
-        fake_job(shared_tmp / "ok", keys[0], 0, lines=["hello", "world"]),
+        dataclasses.replace(ok_job, script=ok_job.script + f"# {canary}\n"),
         fake_job(shared_tmp / "bad", keys[1], 7),
         BatchJob(
             keys[2], "default/killed", "#!/bin/bash\nkill -9 $$\n", shared_tmp / "killed", SMALL
@@ -353,6 +356,9 @@ def test_a_batch_runs_as_the_job_user_with_exit_codes_mapped(
     assert f"Comment=flashlink:{keys[0]}" in shown
     assert f"JobName=default-pod-{keys[0][:8]}-{keys[0][:8]}" in shown
     assert f"UserId={slurm['SLURM_SUBMIT_USER']}(" in shown
+    # the script went to sbatch on stdin: nothing of it (Secrets included) is on this disk
+    for path in (shared_tmp / "ok").rglob("*"):
+        assert not path.is_file() or canary not in path.read_text()
 
 
 @pytest.mark.slurm

@@ -84,7 +84,8 @@ def _bindings() -> ModuleType:
         import htcondor2  # noqa: PLC0415 - optional dependency, imported on use
     except ImportError as exc:
         raise InvalidSiteConfigError(
-            "the HTCondor backend needs the htcondor Python bindings: pip install 'htcondor>=24'"
+            "the HTCondor backend needs the htcondor Python bindings: "
+            "pip install 'flashlink[htcondor]'"
         ) from exc
     module: ModuleType = htcondor2
     return module
