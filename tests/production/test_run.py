@@ -183,7 +183,9 @@ def test_failing_job_is_retried_and_its_logs_kept(payload: Service, shared_tmp: 
     out = shared_tmp / "prod"
     for attempt in ("a1", "a2"):
         log = (out / "jobs/j0000" / attempt / "logs/flash.log").read_text()
-        assert "chain.json" in log  # the flash step names the missing model manifest
+        job_logs = [p.read_text() for p in out.glob(".flashlink/plugin/jobs/*/*/job.log")]
+        # the flash step names the missing model manifest
+        assert "chain.json" in log, (Journal(out).entries(), job_logs)
         assert (out / "jobs/j0000" / attempt / "events.parquet").exists()
     ends = [e for e in Journal(out).entries() if e["event"] == "end"]
     assert [(e["attempt"], e["phase"], e["exit_codes"]["generate"]) for e in ends] == [

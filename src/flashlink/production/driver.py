@@ -230,13 +230,14 @@ class Production:
         logs = attempt_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         spec = pod["spec"]
-        for c in spec.get("initContainers", []) + spec["containers"]:
-            try:
-                text = self.client.logs(pod, c["name"])
-            except PluginCallError as exc:
-                text = f"(logs not available: {exc})\n"
-            (logs / f"{c['name']}.log").write_text(text)
         every = list(status.get("initContainers") or []) + list(status.get("containers") or [])
+        ran = {
+            c["name"]
+            for c in every
+            if (c.get("state", {}).get("terminated") or {}).get("startedAt")
+        }
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            (logs / f"{c['name']}.log").write_text(self._logs(pod, c["name"], c["name"] in ran))
         seconds = {c["name"]: _seconds(c.get("state", {})) for c in every}
         codes = _exit_codes(status)
         self.journal.append("end", key=task.key, attempt=attempt, phase=phase, exit_codes=codes)
@@ -260,6 +261,20 @@ class Production:
         tmp = task.done_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=2))
         tmp.replace(task.done_file)
+
+    def _logs(self, pod: dict[str, Any], container: str, ran: bool) -> str:
+        """A container's log; a container that ran and printed nothing is asked again a few
+        times, since an empty answer was seen once in ~10 runs under load right after the pod
+        ended (a failing step always prints its error)."""
+        for _ in range(6 if ran else 1):
+            try:
+                text = self.client.logs(pod, container)
+            except PluginCallError as exc:
+                return f"(logs not available: {exc})\n"
+            if text:
+                return text
+            time.sleep(0.5)
+        return text
 
     def done_records(self) -> list[dict[str, Any]]:
         return [json.loads(t.done_file.read_text()) for t in self.tasks if t.done_file.exists()]

@@ -29,11 +29,11 @@ class Journal:
 
     def __init__(self, output: Path) -> None:
         self.dir = output / ".flashlink"
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / "journal.jsonl"
 
     def append(self, event: str, **fields: Any) -> None:
         line = json.dumps({"event": event, "time": time.time(), **fields}, sort_keys=True)
+        self.dir.mkdir(parents=True, exist_ok=True)  # reading (status) creates nothing
         with self.path.open("a") as f:
             f.write(line + "\n")
             f.flush()
