@@ -318,6 +318,10 @@ def flash(
         int, typer.Option(min=1, help="simulate each event k times (replicas are marked)")
     ] = 1,
     backend: Annotated[str, typer.Option(help="onnx (onnxruntime) or numpy")] = "onnx",
+    family: Annotated[
+        str,
+        typer.Option(help="generators: auto (chosen by validation), mlp (fastest) or flow"),
+    ] = "auto",
 ) -> None:
     """Flash simulation: the trained models turn generator particles into reconstructed
     tracks, particles and pvs tables (the columns of 'sim detailed')."""
@@ -334,6 +338,7 @@ def flash(
                 model_dir=models,
                 oversample=oversample,
                 backend=backend,
+                family=family,
                 metadata={"input": input_url},
                 progress=lambda n: bar.advance(task, n),
             )

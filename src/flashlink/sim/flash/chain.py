@@ -66,8 +66,14 @@ class FlashChain:
     """The exported model set of a directory, applied chunk by chunk."""
 
     def __init__(
-        self, model_dir: str | Path | None = None, backend: str = "onnx", threads: int = 1
+        self,
+        model_dir: str | Path | None = None,
+        backend: str = "onnx",
+        threads: int = 1,
+        family: str = "auto",
     ) -> None:
+        """``family``: ``auto`` uses each model's family chosen by the validation; ``mlp`` or
+        ``flow`` uses that family wherever the set has it (``<model>/alternatives/``)."""
         self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         try:
             self.config: dict[str, Any] = json.loads((self.model_dir / "chain.json").read_text())
@@ -81,7 +87,15 @@ class FlashChain:
             raise ModelFormatError(f"model set {self.model_dir} lacks the models {missing}")
         if not self.config.get("pv"):
             raise ModelFormatError(f"model set {self.model_dir} has no PV smearing parameters")
-        self.models = {m: FlashModel(self.model_dir / m, backend, threads) for m in CHAIN}
+        if family not in {"auto", "mlp", "flow"}:
+            raise ModelFormatError(f"family {family!r} is unknown; valid: auto, mlp, flow")
+        self.models = {}
+        for m in CHAIN:
+            path = self.model_dir / m
+            alternative = path / "alternatives" / family
+            if family != "auto" and alternative.exists():
+                path = alternative
+            self.models[m] = FlashModel(path, backend, threads)
         self.timing: dict[str, float] = dict.fromkeys((*CHAIN, "features", "assemble"), 0.0)
         self.counts = {"events": 0, "particles": 0, "tracks": 0}
 
@@ -322,15 +336,17 @@ def run_flash(
     model_dir: str | Path | None = None,
     oversample: int = 1,
     backend: str = "onnx",
+    family: str = "auto",
     metadata: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> FlashChain:
     """Flash-simulate ``chunks``; write ``<output>/{tracks,particles,pvs}.parquet``."""
-    chain = FlashChain(model_dir, backend)
+    chain = FlashChain(model_dir, backend, family=family)
     meta = {
         "seed": seed,
         "oversample": oversample,
         "models": str(chain.model_dir),
+        "families": {m: model.family for m, model in chain.models.items()},
         "dataset_sha256": chain.config.get("dataset_sha256"),
         **(metadata or {}),
     }

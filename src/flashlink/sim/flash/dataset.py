@@ -17,7 +17,14 @@ exact data it was trained on. Events are split into training and validation sets
 
 from __future__ import annotations
 
-__all__ = ["build_training_table", "read_table", "split_mask", "table_hash", "write_table"]
+__all__ = [
+    "build_training_table",
+    "read_table",
+    "rows_of",
+    "split_mask",
+    "table_hash",
+    "write_table",
+]
 
 import hashlib
 from collections.abc import Sequence
@@ -27,8 +34,21 @@ import numpy as np
 import numpy.typing as npt
 
 from flashlink.sim.errors import EventFormatError
-from flashlink.sim.flash.features import BASE_FEATURES, accepted, base_features, true_cpa_z
-from flashlink.sim.flash.models import COV_PAIRS, PID_OUTPUTS, RESOLUTION_OUTPUTS, TYPE_FLAGS
+from flashlink.sim.flash.errors import TrainingError
+from flashlink.sim.flash.features import (
+    BASE_FEATURES,
+    SPECIES,
+    accepted,
+    base_features,
+    true_cpa_z,
+)
+from flashlink.sim.flash.models import (
+    COV_PAIRS,
+    PID_OUTPUTS,
+    RESOLUTION_OUTPUTS,
+    TYPE_FLAGS,
+    ModelSpec,
+)
 from flashlink.sim.io import ParquetSink, iter_tables
 
 Table = dict[str, npt.NDArray[Any]]
@@ -117,6 +137,22 @@ def build_training_table(directories: Sequence[str]) -> Table:
         raise EventFormatError("no detailed-simulation directory given to build a training set")
     parts = [_one_source(d, k) for k, d in enumerate(directories)]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def rows_of(spec: ModelSpec, table: Table) -> npt.NDArray[np.bool_]:
+    if spec.rows == "all":
+        return np.ones(len(table["pid"]), bool)
+    if spec.rows == "accepted":
+        out: npt.NDArray[np.bool_] = np.asarray(table["accepted"] == 1)
+        return out
+    reco: npt.NDArray[np.bool_] = np.asarray(table["reco_type"] > 0)
+    if spec.rows == "reconstructed":
+        return reco
+    if spec.rows.startswith("species:"):
+        code = SPECIES[spec.rows.split(":", 1)[1]]
+        species: npt.NDArray[np.bool_] = reco & (np.abs(table["pid"]) == code)
+        return species
+    raise TrainingError(f"model {spec.name}: rows {spec.rows!r} is unknown")
 
 
 def split_mask(table: Table, validation_fraction: float = 0.2) -> npt.NDArray[np.bool_]:

@@ -58,9 +58,30 @@ def mlp_layers(seq: nn.Sequential, std: Standardizer, offset: int = 0) -> Layers
     return _fold(layers, std, offset)
 
 
-def flow_layers(flow: Any, std: Standardizer, features: int) -> list[Layers]:
-    """The conditioner MLP of each coupling transform of a zuko NSF."""
-    return [mlp_layers(t.hyper, std, offset=features) for t in flow.transform.transforms]
+def flow_layers(
+    flow: Any, std: Standardizer, features: int, params_per_feature: int
+) -> tuple[dict[str, Layers], list[list[int]]]:
+    """Per coupling transform k and pass p, the conditioner MLP ``t{k}p{p}`` restricted to the
+    outputs of the features that pass finalises, and each transform's pass per feature.
+
+    zuko inverts a coupling transform with two passes over *all* features, of which the
+    first only gets the first group right and the second recomputes it; evaluating only the
+    group a pass determines gives the same result with half of the spline work and a smaller
+    last layer (the equality with torch is tested)."""
+    nets: dict[str, Layers] = {}
+    orders: list[list[int]] = []
+    for k, t in enumerate(flow.transform.transforms):
+        layers = mlp_layers(t.hyper, std, offset=features)
+        order = [int(v) for v in t.order.tolist()]
+        orders.append(order)
+        for p in sorted(set(order)):
+            feats = [f for f in range(features) if order[f] == p]
+            cols = np.concatenate(
+                [np.arange(f * params_per_feature, (f + 1) * params_per_feature) for f in feats]
+            )
+            w, b = layers[-1]
+            nets[f"t{k}p{p}"] = [*layers[:-1], (np.ascontiguousarray(w[:, cols]), b[cols])]
+    return nets, orders
 
 
 def _onnx(layers: Layers, name: str) -> onnx.ModelProto:

@@ -86,6 +86,10 @@ class ModelSpec:
     epochs: int = 20
     #: flows cost ~10x more per epoch than an MLP generator on CPU (measured on this machine)
     flow_epochs: int = 8
+    #: at least this many optimiser steps, whatever the epochs (small training sets such as
+    #: the electrons' ~6k rows got only ~60 steps from 20 epochs and stayed undertrained)
+    min_steps: int = 1500
+    flow_min_steps: int = 250
     batch_size: int = 2048
     lr: float = 3e-3
     #: class weights are never used: a classifier must give calibrated probabilities
@@ -169,6 +173,7 @@ def pid(species: str) -> ModelSpec:
         f"species:{species}",
         families=("mlp", "flow"),
         noise=8,
+        batch_size=512,
     )
 
 

@@ -10,7 +10,7 @@
   - values carrying a large point mass (a DLL of exactly 0 outside the RICH, no calorimeter
     energy) are **spikes**: spread by a tiny uniform noise for training and snapped back to
     the spike value after sampling;
-  - then a **quantile transform** to a standard normal per column (256 quantiles, linear
+  - then a **quantile transform** to a standard normal per column (256 knots, linear
     interpolation, sample min and max at -+5 sigma), which makes every marginal easy for a flow or
     an MLP generator; its inverse is a single ``np.interp`` per column.
 """
@@ -57,13 +57,18 @@ class Standardizer:
 
 
 def _normal_grid() -> Array:
-    # the first and last knots are the sample's min and max at -+5 sigma, so nothing in the
-    # training range is clamped and the round trip is exact inside it
-    probs = np.linspace(0.0, 1.0, _N_QUANTILES)[1:-1]
-    dist = NormalDist()
-    inner = [dist.inv_cdf(float(q)) for q in probs]
-    grid: Array = np.clip(np.array([-_CLIP, *inner, _CLIP]), -_CLIP, _CLIP)
+    """Knots uniform in normal space between -4 and 4 sigma (so the tails get knots down to
+    probabilities of 3e-5), plus the sample's min and max at -+5 sigma: nothing in the training
+    range is clamped, and a lone outlier (a chi2/ndof of 1e9) only widens the outermost bin."""
+    grid: Array = np.r_[-_CLIP, np.linspace(-4.0, 4.0, _N_QUANTILES - 2), _CLIP]
     return grid
+
+
+def _grid_probabilities(grid: Array) -> Array:
+    dist = NormalDist()
+    probs: Array = np.array([dist.cdf(float(z)) for z in grid])
+    probs[0], probs[-1] = 0.0, 1.0
+    return probs
 
 
 @dataclass
@@ -102,11 +107,13 @@ class TargetMap:
             widths.append(1e-3 * iqr if len(heavy) else 0.0)
         empty = cls(names, integer, spikes, widths, np.zeros((_N_QUANTILES, len(names))))
         spread = empty.dequantise(y, rng)
-        probs = np.linspace(0.0, 1.0, _N_QUANTILES)
+        probs = _grid_probabilities(empty.grid)
         q = np.quantile(spread, probs, axis=0).reshape(_N_QUANTILES, len(names))
-        # strictly increasing knots so that the inverse interpolation is a function
-        span = np.maximum(q[-1] - q[0], 1e-6)
-        q = q + np.arange(_N_QUANTILES)[:, None] * (1e-7 * span)[None, :]
+        # strictly increasing knots so that the inverse interpolation is a function; the step
+        # is relative to the central spread, not the full range (a chi2/ndof of a failed fit
+        # reaches 1e9 and would otherwise shift every knot)
+        iqr = np.maximum(q[3 * _N_QUANTILES // 4] - q[_N_QUANTILES // 4], 1e-12)
+        q = q + np.arange(_N_QUANTILES)[:, None] * (1e-9 * iqr)[None, :]
         empty.quantiles = np.maximum.accumulate(q, axis=0)
         return empty
 

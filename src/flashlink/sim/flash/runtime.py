@@ -168,11 +168,13 @@ class FlashModel:
         total = 3 * cfg["bins"] - 1
         y = rng.standard_normal((n, dim), dtype=np.float32) if base is None else base
         for t in reversed(range(cfg["transforms"])):
-            net = self.nets[f"t{t}"]
+            order = np.asarray(cfg["orders"][t])
             xt = np.zeros_like(y)
-            for _ in range(cfg["passes"]):
-                phi = net(np.concatenate([xt, x], axis=1)).reshape(n, dim, total)
-                xt = _rqs_inverse(phi, y, cfg["bins"], cfg["bound"], cfg["slope"])
+            for p in range(cfg["passes"]):
+                cols = np.flatnonzero(order == p)
+                phi = self.nets[f"t{t}p{p}"](np.concatenate([xt, x], axis=1))
+                phi = phi.reshape(n, len(cols), total)
+                xt[:, cols] = _rqs_inverse(phi, y[:, cols], cfg["bins"], cfg["bound"], cfg["slope"])
             y = xt
         return y
 

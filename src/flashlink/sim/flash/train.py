@@ -15,6 +15,7 @@ classifier two-sample AUC); the flow is kept unless the MLP generator is at leas
 * Progress and loss curves: a callback per epoch; ``<out>/<model>/loss.png`` and the losses in
   the manifest.
 * Device: CPU by default, CUDA when present (``device="auto"``).
+* The family not chosen is kept in ``<model>/alternatives/<family>/`` (same format).
 * Tracking: :class:`~flashlink.sim.flash.tracking.Tracker` (local directory, or MLflow when a
   tracking URI is configured).
 """
@@ -36,10 +37,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from flashlink.sim.flash.dataset import split_mask, table_hash
+from flashlink.sim.flash.dataset import rows_of, split_mask, table_hash
 from flashlink.sim.flash.errors import TrainingError
 from flashlink.sim.flash.export import export_model, flow_layers, mlp_layers
-from flashlink.sim.flash.features import SPECIES
 from flashlink.sim.flash.models import CHAIN, ModelSpec, default_specs
 from flashlink.sim.flash.nets import EnergyGenerator, energy_score, flow, mlp
 from flashlink.sim.flash.preprocessing import Standardizer, TargetMap
@@ -73,22 +73,6 @@ def _device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError as exc:
         raise TrainingError(f"device {name!r} is invalid; use auto, cpu or cuda[:N]") from exc
-
-
-def rows_of(spec: ModelSpec, table: Table) -> npt.NDArray[np.bool_]:
-    if spec.rows == "all":
-        return np.ones(len(table["pid"]), bool)
-    if spec.rows == "accepted":
-        out: npt.NDArray[np.bool_] = np.asarray(table["accepted"] == 1)
-        return out
-    reco: npt.NDArray[np.bool_] = np.asarray(table["reco_type"] > 0)
-    if spec.rows == "reconstructed":
-        return reco
-    if spec.rows.startswith("species:"):
-        code = SPECIES[spec.rows.split(":", 1)[1]]
-        species: npt.NDArray[np.bool_] = reco & (np.abs(table["pid"]) == code)
-        return species
-    raise TrainingError(f"model {spec.name}: rows {spec.rows!r} is unknown")
 
 
 def _matrix(table: Table, names: tuple[str, ...], rows: npt.NDArray[np.bool_]) -> F32:
@@ -217,6 +201,10 @@ def _score(metrics: dict[str, float]) -> float:
     return metrics["w1_mean"] + max(metrics["auc"] - 0.5, 0.0)
 
 
+def _epochs(epochs: int, min_steps: int, steps_per_epoch: int, scale: float) -> int:
+    return max(1, round(max(epochs, -(-min_steps // steps_per_epoch)) * scale))
+
+
 def _fit_family(
     family: str,
     spec: ModelSpec,
@@ -239,10 +227,11 @@ def _fit_family(
         "progress": progress,
         "label": f"{spec.name} ({family})",
     }
+    steps_per_epoch = max(1, -(-len(data[0][0]) // spec.batch_size))
     if family == "mlp":
         g = EnergyGenerator(len(spec.inputs), len(spec.outputs), spec.hidden, spec.noise)
         g = g.to(device)
-        epochs = max(1, round(spec.epochs * options.epoch_scale))
+        epochs = _epochs(spec.epochs, spec.min_steps, steps_per_epoch, options.epoch_scale)
         fit = _fit(g, lambda b: energy_score(g, b[0], b[1]), *data, epochs=epochs, **common)
         return fit, {"net": mlp_layers(g.net.cpu(), std)}, {"noise": spec.noise}
     f = flow(
@@ -252,9 +241,9 @@ def _fit_family(
         bins=spec.bins,
         hidden=spec.flow_hidden,
     ).to(device)
-    epochs = max(1, round(spec.flow_epochs * options.epoch_scale))
+    epochs = _epochs(spec.flow_epochs, spec.flow_min_steps, steps_per_epoch, options.epoch_scale)
     fit = _fit(f, lambda b: -f(b[0]).log_prob(b[1]).mean(), *data, epochs=epochs, **common)
-    layers = flow_layers(f.cpu(), std, len(spec.outputs))
+    nets, orders = flow_layers(f.cpu(), std, len(spec.outputs), 3 * spec.bins - 1)
     extra = {
         "flow": {
             "transforms": spec.transforms,
@@ -262,9 +251,10 @@ def _fit_family(
             "bins": spec.bins,
             "bound": 5.0,
             "slope": 1e-3,
+            "orders": orders,
         }
     }
-    return fit, {f"t{k}": lay for k, lay in enumerate(layers)}, extra
+    return fit, nets, extra
 
 
 def train_model(  # noqa: PLR0915 - one recipe: rows, preprocessing, families, selection
@@ -387,6 +377,11 @@ def train_model(  # noqa: PLR0915 - one recipe: rows, preprocessing, families, s
     if final.exists():
         shutil.rmtree(final)
     shutil.copytree(results[chosen]["path"], final)
+    # the other family stays in the set, so a user can trade fidelity for speed at inference
+    # ('flashlink sim flash --family mlp') without retraining
+    for other, info in results.items():
+        if other != chosen:
+            shutil.copytree(info["path"], final / "alternatives" / other)
     manifest = json.loads((final / "manifest.json").read_text())
     manifest["selection"] = {
         "chosen": chosen,

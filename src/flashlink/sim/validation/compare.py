@@ -29,10 +29,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from flashlink.sim.flash.dataset import build_training_table
+from flashlink.sim.flash.dataset import build_training_table, rows_of
 from flashlink.sim.flash.features import BASE_FEATURES, SPECIES
 from flashlink.sim.flash.models import default_specs
-from flashlink.sim.flash.train import rows_of
 from flashlink.sim.validation.metrics import (
     c2st_auc,
     correlation_difference,

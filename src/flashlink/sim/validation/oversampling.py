@@ -32,10 +32,19 @@ def _selected(tracks: dict[str, npt.NDArray[Any]]) -> npt.NDArray[np.bool_]:
 
 
 def oversampling_study(
-    tracks: dict[str, npt.NDArray[Any]], *, bootstrap: int = 200, seed: int = 0
+    tracks: dict[str, npt.NDArray[Any]],
+    *,
+    events: npt.NDArray[np.int64] | None = None,
+    bootstrap: int = 200,
+    seed: int = 0,
 ) -> dict[str, Any]:
+    """``events``: every generated event number (events without a selected track count as
+    zero yield; by default only the events seen in ``tracks``)."""
     k = int(tracks["replica"].max()) + 1
-    events, ev_index = np.unique(tracks["gen_event_id"], return_inverse=True)
+    if events is None:
+        events = np.unique(tracks["gen_event_id"])
+    events = np.unique(events)
+    ev_index = np.searchsorted(events, tracks["gen_event_id"])
     counts = np.zeros((len(events), k))
     sel = _selected(tracks)
     np.add.at(counts, (ev_index[sel], tracks["replica"][sel]), 1.0)

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from flashlink.sim.flash.dataset import rows_of
 from flashlink.sim.flash.models import default_specs
-from flashlink.sim.flash.train import rows_of
 
 Table = dict[str, npt.NDArray[Any]]
 

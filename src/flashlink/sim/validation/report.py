@@ -137,7 +137,8 @@ def validate_samples(
     if decay:
         result["mass_peak"] = _mass_peak(flash_dir, reference_dir, out, decay, busy)
     if "replica" in tracks_f and int(tracks_f["replica"].max(initial=0)) > 0:
-        result["oversampling"] = oversampling_study(tracks_f)
+        pv_events = _read(f"{flash_dir.rstrip('/')}/pvs.parquet")["gen_event_id"]
+        result["oversampling"] = oversampling_study(tracks_f, events=pv_events)
     result["summary"] = _summary(result)
     if plots:
         from flashlink.sim.validation.plots import make_plots  # noqa: PLC0415

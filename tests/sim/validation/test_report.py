@@ -1,0 +1,81 @@
+"""Validation end to end: shipped flash models against the reference on a CI-sized sample.
+
+The issue's done-criteria (W1 <= 0.02, AUC <= 0.55, efficiencies within 2 sigma, pulls within
+10%, mass peak within 5%) are measured on large held-out samples by docs/flash.md's recipe;
+here a ~400-event sample asserts looser bounds that the statistical noise of such a sample
+allows (e.g. the W1 floor of ~1000 tracks alone is ~0.03).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from flashlink.cli import app
+from flashlink.sim.detector.pipeline import run_detailed
+from flashlink.sim.flash import run_flash
+from flashlink.sim.generation import generate, parse_generator_config
+from flashlink.sim.io import ParquetSink
+from flashlink.sim.validation import validate_samples
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, str]:
+    tmp = tmp_path_factory.mktemp("validation")
+    events = str(tmp / "events.parquet")
+    cfg = parse_generator_config({"mode": "gun", "channel": "Bu2JpsiK"})
+    with ParquetSink(events) as sink:
+        for chunk in generate(cfg, 500, 41, chunk_size=250):
+            sink.write(chunk.columns)
+    from flashlink.sim.io import iter_events
+
+    run_detailed(iter_events(events, 250), str(tmp / "ref"), seed=41)
+    run_flash(iter_events(events, 250), str(tmp / "flash"), seed=41, oversample=2)
+    return events, str(tmp / "ref"), str(tmp / "flash")
+
+
+def test_report_on_a_ci_sample(samples: tuple[str, str, str], tmp_path: Path) -> None:
+    _, ref, flash = samples
+    result = validate_samples(flash, ref, str(tmp_path), label="ci", decay="Bu2JpsiK")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    page = (tmp_path / "index.html").read_text()
+    assert "Done-criteria" in page
+    for png in ("model_resolution.png", "efficiency.png", "mass.png", "oversampling.png"):
+        assert png in page
+        assert (tmp_path / png).stat().st_size > 5000
+    assert metrics["summary"] == result["summary"]
+    # looser bounds than the issue's, for ~1400 tracks (see the module docstring)
+    for name, info in result["models"].items():
+        for col, m in info.get("features", {}).items():
+            assert m["w1"] < max(0.15, 4 * m["w1_floor"]), (name, col, m)
+    aucs = {name: info["c2st"]["auc"] for name, info in result["models"].items()}
+    assert all(a < 0.75 for a in aucs.values() if np.isfinite(a)), aucs
+    eff = result["efficiency"]["reconstructed"]
+    assert eff["within_2sigma"] >= 0.6, eff
+    for k in ("qop", "x", "tx"):
+        assert abs(result["pulls"][k]["rel_diff"]) < 0.3, result["pulls"][k]
+    mass = result["mass_peak"]
+    assert mass["flash"]["matched"] > 150
+    assert abs(mass["mean_rel_diff"]) < 0.002
+    assert abs(mass["width_rel_diff"]) < 0.3
+    roc = result["pid_roc"]
+    assert roc["flash"] is None or roc["flash"]["auc"] > 0.5
+    over = result["oversampling"]
+    assert over["k"] == 2
+    assert over["error"][1] <= over["error"][0] * 1.05
+
+
+def test_cli_validate_and_errors(samples: tuple[str, str, str], tmp_path: Path) -> None:
+    _, ref, flash = samples
+    runner = CliRunner()
+    result = runner.invoke(app, ["sim", "validate", flash, ref, str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "max_c2st_auc" in result.output
+    assert (tmp_path / "r" / "metrics.json").exists()
+    result = runner.invoke(app, ["sim", "validate", str(tmp_path / "none"), ref, str(tmp_path)])
+    assert result.exit_code == 2
+    assert "cannot open" in result.output
