@@ -194,3 +194,55 @@ def test_failing_job_is_retried_and_its_logs_kept(payload: Service, shared_tmp: 
     ]
     assert not (out / "jobs/j0000/done.json").exists()
     assert not (out / "ntuple.root").exists()
+
+
+def _running_steps(out: Path) -> int:
+    """Processes of this production's steps (``flashlink sim ...`` with the output path)."""
+    n = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        n += "\0sim\0" in cmdline and str(out) in cmdline
+    return n
+
+
+def test_cancel_stops_the_running_jobs(payload: Service, shared_tmp: Path) -> None:
+    request = _write(shared_tmp, _request(shared_tmp, events=4000, events_per_job=2000))
+    out = shared_tmp / "prod"
+    driver = subprocess.Popen(
+        _cmd(payload, "run", request),
+        env=_env(payload),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while _running_steps(out) < 2:
+            assert time.monotonic() < deadline, "the jobs did not start in 120 s"
+            time.sleep(0.2)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=30)
+    cancel = subprocess.run(
+        _cmd(payload, "cancel", request),
+        env=_env(payload),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert cancel.returncode == 0, cancel.stderr
+    assert "cancelled 2 pod(s)" in cancel.stdout
+    deadline = time.monotonic() + 30
+    while _running_steps(out):
+        assert time.monotonic() < deadline, "steps still running 30 s after the cancel"
+        time.sleep(0.2)
+    status = subprocess.run(
+        _cmd(payload, "status", request), capture_output=True, text=True, timeout=60, check=False
+    )
+    assert status.stdout.count("cancelled") == 2, status.stdout

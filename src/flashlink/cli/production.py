@@ -180,6 +180,7 @@ def status(request_file: _Request) -> None:
         raise typer.Exit(2) from None
     journal = Journal(Path(request.output))
     opened = journal.open_attempts()
+    last_end = {e["key"]: e["phase"] for e in journal.entries() if e["event"] == "end"}
     table = Table(box=None, header_style="bold")
     for column in ("job", "events", "state", "attempts"):
         table.add_column(column)
@@ -193,7 +194,8 @@ def status(request_file: _Request) -> None:
         elif key in opened:
             state = "[cyan]submitted"
         else:
-            state = "pending" if not journal.attempts(key) else "[red]failed/lost"
+            phase = last_end.get(key, "Lost")  # Failed, Lost or Cancelled
+            state = "pending" if not journal.attempts(key) else f"[red]{phase.lower()}"
         table.add_row(key, f"{events:,}", state, str(journal.attempts(key)))
     _out.print(table)
     _out.print(f"{done}/{len(keys)} done; {journal.submissions()} submissions")
