@@ -125,6 +125,13 @@ def run(
             overrides = _image_map(image_map or [])
             if not overrides and payload_sif().is_file():
                 overrides = {request.image: str(payload_sif())}
+            if not overrides:
+                _err.print(
+                    f"[yellow]note:[/yellow] no local payload image: the jobs pull {request.image} "
+                    "from its registry; `./dev setup payload` builds one here, or give "
+                    "--image-map REF=/path/to.sif",
+                    highlight=False,
+                )
             embedded = EmbeddedPlugin(
                 Path(request.output) / ".flashlink" / "plugin",
                 runtime=runtime,
