@@ -1,0 +1,235 @@
+"""Issue 5 end to end: Pods through the plugin's HTTP API to the real Slurm and HTCondor.
+
+Each Pod runs the test image under Apptainer inside a batch job of the CI cluster or pool;
+the tests read what the virtual kubelet would (/status, /getLogs) while the job is pending,
+running and after it ended, cancel with /delete, kill and restart the plugin mid-job, and stop
+slurmctld under a running, a pending and a new pod.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flashlink.backends._htcondor_submit import SCRIPT
+from plugin.sites_support import (
+    SitePlugin,
+    scontrol,
+    start_site_plugin,
+    start_slurmctld,
+    stop_slurmctld,
+    sync_pod,
+    waits_for,
+)
+from plugin.support import create_request, state_of, vk_phase
+from servicekit import Service
+
+SITES = [
+    pytest.param("slurm", marks=[pytest.mark.slurm, pytest.mark.apptainer], id="slurm"),
+    pytest.param("htcondor", marks=[pytest.mark.htcondor, pytest.mark.apptainer], id="htcondor"),
+]
+# HTCondor starts a job 2-9 s after submission (negotiation), Slurm in ~1 s; Apptainer adds ~1 s
+TIMEOUT = 120
+
+
+@pytest.fixture(params=SITES)
+def site(
+    request: pytest.FixtureRequest, apptainer: Service, tmp_path: Path, shared_tmp: Path
+) -> Iterator[SitePlugin]:
+    svc = request.getfixturevalue(request.param)
+    assert isinstance(svc, Service)
+    running = start_site_plugin(svc, apptainer, tmp_path, shared_tmp)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def _create(site: SitePlugin, p: dict[str, Any]) -> str:
+    r = site.client.create(create_request(p))
+    assert r.status_code == 200, f"{r.status_code} {r.text}\n{site.process.output()}"
+    jid: str = r.json()["PodJID"]
+    return jid
+
+
+def _terminated(status: dict[str, Any], name: str) -> dict[str, Any]:
+    state = state_of(status, name)
+    assert "terminated" in state, status
+    term: dict[str, Any] = state["terminated"]
+    return term
+
+
+def _wait_logs(site: SitePlugin, p: dict[str, Any], expected: str) -> None:
+    deadline = time.monotonic() + 30
+    while (logs := site.client.logs(p, "main").text) != expected:
+        assert time.monotonic() < deadline, logs
+        time.sleep(0.2)
+
+
+def _running(s: dict[str, Any]) -> bool:
+    return "running" in state_of(s, "main")
+
+
+def test_pods_run_in_containers_inside_batch_jobs(site: SitePlugin) -> None:
+    sync = site.sync
+    ok = sync_pod(1, "ok", sync, waits_for(sync, "go", "start", "end"), init="echo prepared")
+    bad = sync_pod(2, "bad", sync, "echo oops >&2; exit 3")
+    init_fails = sync_pod(3, "init-fails", sync, "echo never", init="echo no; exit 2")
+    late = sync_pod(4, "late", sync, "echo slow; sleep 30", activeDeadlineSeconds=4)
+    pods = [ok, bad, init_fails, late]
+    jids = [_create(site, p) for p in pods]
+    assert len(set(jids)) == 4
+
+    first = site.client.status(ok)
+    assert first is not None
+    assert vk_phase(first) == "Pending", first  # queued, not yet started
+    assert "waiting" in state_of(first, "main")
+
+    running = site.client.wait(ok, _running, timeout=TIMEOUT)
+    assert running["JID"] == jids[0]
+    assert _terminated(running, "prepare")["exitCode"] == 0
+    _wait_logs(site, ok, "start\n")  # logs while it runs
+    assert site.client.logs(ok, "prepare").text == "prepared\n"
+
+    (sync / "go").touch()
+    done = {p["metadata"]["name"]: site.client.finished(p, timeout=TIMEOUT) for p in pods}
+    assert vk_phase(done["ok"]) == "Succeeded"
+    assert site.client.logs(ok, "main").text == "start\nend\n"
+    assert "T" in site.client.logs(ok, "main", Timestamps=True).text.split(" ", 1)[0]
+
+    assert vk_phase(done["bad"]) == "Failed"
+    assert (_terminated(done["bad"], "main")["exitCode"]) == 3
+    assert site.client.logs(bad, "main").text == "oops\n"
+
+    assert vk_phase(done["init-fails"]) == "Failed"
+    assert _terminated(done["init-fails"], "prepare")["exitCode"] == 2
+    assert _terminated(done["init-fails"], "main")["exitCode"] != 0  # never started
+    assert site.client.logs(init_fails, "main").text == ""
+
+    assert vk_phase(done["late"]) == "Failed"
+    assert _terminated(done["late"], "main")["reason"] == "DeadlineExceeded"
+    assert site.client.logs(late, "main").text == "slow\n"
+
+    answer = site.client.status_raw(pods).json()
+    assert [s["JID"] for s in answer] == jids  # one job per pod, each reported once
+
+
+def test_delete_cancels_a_running_pod_and_its_job(site: SitePlugin) -> None:
+    p = sync_pod(10, "cancelled", site.sync, "echo c; sleep 600")
+    _create(site, p)
+    site.client.wait(p, _running, timeout=TIMEOUT)
+    _wait_logs(site, p, "c\n")
+    assert site.client.delete(p).status_code == 200
+    status = site.client.finished(p, timeout=TIMEOUT)
+    assert vk_phase(status) == "Failed"
+    assert _terminated(status, "main")["reason"] in ("Terminated", "Cancelled", "Removed"), status
+    assert site.client.logs(p, "main").text == "c\n"
+    assert site.client.delete(p).status_code == 200  # again: fine
+
+
+def test_a_plugin_killed_mid_job_adopts_it_and_reports_it_once(site: SitePlugin) -> None:
+    p = sync_pod(20, "survivor", site.sync, waits_for(site.sync, "go-r", "start", "end"))
+    jid = _create(site, p)
+    site.client.wait(p, _running, timeout=TIMEOUT)
+
+    site.restart()
+    status = site.client.wait(p, _running, timeout=60)
+    assert status["JID"] == jid  # the same job, adopted
+    retry = site.client.create(create_request(p))  # interLink retrying after the restart
+    assert (retry.status_code, retry.json()["PodJID"]) == (200, jid)
+
+    (site.sync / "go-r").touch()
+    status = site.client.finished(p, timeout=TIMEOUT)
+    assert vk_phase(status) == "Succeeded", status
+    assert site.client.logs(p, "main").text == "start\nend\n"  # ran once, not twice
+    assert len(site.client.status_raw([p]).json()) == 1
+
+
+@pytest.mark.htcondor
+@pytest.mark.apptainer
+def test_a_held_htcondor_job_shows_its_hold_reason_until_deleted(
+    htcondor: Service, apptainer: Service, tmp_path: Path, shared_tmp: Path
+) -> None:
+    site = start_site_plugin(htcondor, apptainer, tmp_path, shared_tmp)
+    try:
+        p = sync_pod(30, "held", site.sync, "echo never")
+        _create(site, p)
+        # the input transfer starts 2-9 s later and fails: a real hold (HoldReasonCode 13)
+        (site.jobs_dir / p["metadata"]["uid"] / SCRIPT).unlink()
+        status = site.client.wait(
+            p, lambda s: state_of(s, "main").get("waiting", {}).get("reason") == "Held", TIMEOUT
+        )
+        assert vk_phase(status) == "Pending"
+        message = state_of(status, "main")["waiting"]["message"]
+        assert "HoldReasonCode 13" in message, message
+        assert SCRIPT in message
+
+        assert site.client.delete(p).status_code == 200
+        status = site.client.finished(p, timeout=TIMEOUT)
+        assert vk_phase(status) == "Failed"
+    finally:
+        site.close()
+
+
+@pytest.mark.slurm
+@pytest.mark.apptainer
+def test_slurmctld_down_gives_503_and_waiting_reasons_and_nothing_is_lost(
+    slurm: Service, apptainer: Service, tmp_path: Path, shared_tmp: Path
+) -> None:
+    site = start_site_plugin(slurm, apptainer, tmp_path, shared_tmp, create_timeout=40)
+    sync = site.sync
+    stopped = False
+    try:
+        running = sync_pod(40, "running", sync, waits_for(sync, "go", "start", "end"))
+        pending = sync_pod(
+            41,
+            "pending",
+            sync,
+            "echo later",
+            annotations={"slurm-job.vk.io/flags": "--begin=now+600"},
+        )
+        pending_jid = _create(site, pending)
+        _create(site, running)
+        site.client.wait(running, _running, timeout=TIMEOUT)
+        site.client.wait(
+            pending,
+            lambda s: state_of(s, "main").get("waiting", {}).get("reason") == "BeginTime",
+            timeout=60,
+        )
+
+        stop_slurmctld(slurm)
+        stopped = True
+        status = site.client.wait(
+            pending,
+            lambda s: state_of(s, "main").get("waiting", {}).get("reason") == "SiteUnavailable",
+            timeout=60,
+        )
+        assert "slurm" in state_of(status, "main")["waiting"]["message"]
+        assert _running(site.client.status(running) or {})  # a running pod keeps its state
+        new = sync_pod(42, "new", sync, "echo new")
+        r = site.client.create(create_request(new))
+        assert r.status_code == 503, r.text
+        assert "slurm" in r.text.lower() or "retry" in r.text
+        (sync / "go").touch()  # running ends while slurmctld is away
+
+        start_slurmctld(slurm)
+        stopped = False
+        _create(site, new)  # interLink retries the create: now accepted
+        scontrol(slurm, "update", f"JobId={pending_jid}", "StartTime=now")
+        done = {
+            p["metadata"]["name"]: site.client.finished(p, TIMEOUT) for p in (running, pending, new)
+        }
+        assert {n: vk_phase(s) for n, s in done.items()} == dict.fromkeys(done, "Succeeded")
+        assert site.client.logs(running, "main").text == "start\nend\n"
+        assert site.client.logs(pending, "main").text == "later\n"
+        assert site.client.logs(new, "main").text == "new\n"
+        answer = site.client.status_raw([running, pending, new]).json()
+        assert len(answer) == 3
+    finally:
+        if stopped:
+            start_slurmctld(slurm)
+        site.close()
