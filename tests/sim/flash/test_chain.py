@@ -27,7 +27,7 @@ def gun_events() -> EventChunk:
 def test_shipped_set_is_small_and_complete() -> None:
     root = default_model_dir()
     size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
-    assert size < 5_000_000, f"shipped model set is {size / 1e6:.1f} MB"
+    assert size < 8_000_000, f"shipped model set is {size / 1e6:.1f} MB"
     chain = FlashChain()
     assert chain.config["dataset_sha256"]
     for model in chain.models.values():
@@ -46,7 +46,9 @@ def test_chain_writes_the_reference_columns(gun_events: EventChunk) -> None:
     assert len(tables["particles"]["pid"]) == n_particles
     # B+ -> J/psi K+ daughters: most are reconstructed as long tracks in 2 < eta < 5
     assert 0.5 < np.mean(tables["particles"]["reco_type"] == 1) < 0.95
-    assert np.all(tracks["ndof"] == 2 * tracks["n_velo"] + tracks["n_ut"] + tracks["n_t"] - 5)
+    hits_ndof = 2 * tracks["n_velo"] + tracks["n_ut"] + tracks["n_t"] - 5
+    assert np.all(tracks["ndof"] == np.maximum(hits_ndof, 1))
+    assert np.mean(hits_ndof >= 1) > 0.99
     assert np.all(tracks["cov_44"] > 0)
     # residuals are small: the track follows its particle
     p_true = 1 / np.abs(tracks["true_qop"])

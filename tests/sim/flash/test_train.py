@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from flashlink.sim.detector.pipeline import run_detailed
 from flashlink.sim.flash.dataset import build_training_table, split_mask, table_hash
@@ -112,3 +113,6 @@ def test_bad_training_requests(pion_sample: str, tmp_path: Path) -> None:
         train_all(table, tmp_path, TrainOptions(only=("pid_K",), specs=_small_specs()))  # type: ignore[arg-type]
     with pytest.raises(TrainingError, match="device"):
         train_all(table, tmp_path, _options(device="tpu:7"))
+    if not torch.cuda.is_available():
+        with pytest.raises(TrainingError, match="no CUDA device"):
+            train_all(table, tmp_path, _options(device="cuda"))

@@ -70,9 +70,14 @@ def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as exc:
         raise TrainingError(f"device {name!r} is invalid; use auto, cpu or cuda[:N]") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(
+            f"device {name!r} requested but this torch sees no CUDA device; use auto or cpu"
+        )
+    return device
 
 
 def _matrix(table: Table, names: tuple[str, ...], rows: npt.NDArray[np.bool_]) -> F32:

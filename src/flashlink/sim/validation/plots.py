@@ -30,7 +30,22 @@ def _setup() -> Any:
     import mplhep  # noqa: PLC0415
 
     plt.style.use(mplhep.style.LHCb2)
-    plt.rcParams.update({"font.size": 9, "axes.titlesize": 9, "figure.dpi": 70})
+    # the LHCb style is made for single large plots: shrink text and ticks for panel grids
+    plt.rcParams.update(
+        {
+            "font.size": 8,
+            "axes.titlesize": 8,
+            "axes.labelsize": 8,
+            "xtick.labelsize": 6,
+            "ytick.labelsize": 6,
+            "legend.fontsize": 6,
+            "xtick.major.size": 3,
+            "ytick.major.size": 3,
+            "xtick.minor.size": 1.5,
+            "ytick.minor.size": 1.5,
+            "figure.dpi": 80,
+        }
+    )
     return plt
 
 
@@ -39,10 +54,16 @@ def _hist_panel(fig: Any, gs: Any, a: Any, b: Any, title: str) -> None:
     b = b[np.isfinite(b)]
     if len(a) == 0 or len(b) == 0:
         return
-    lo, hi = np.percentile(np.r_[a, b], [0.5, 99.5])
-    if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    edges = np.linspace(lo, hi, 41)
+    # the central 98% of the reference: residuals have tails (decays in flight, failed fits)
+    # that would squeeze the core into one bin; integers get one bin per value
+    lo, hi = np.percentile(b, [1, 99])
+    integer = bool(np.all(b == np.round(b))) and hi - lo <= 60
+    if integer:
+        edges = np.arange(np.floor(lo) - 0.5, np.ceil(hi) + 1.5)
+    else:
+        if hi <= lo:
+            lo, hi = lo - 0.5, hi + 0.5
+        edges = np.linspace(lo, hi, 41)
     ha, _ = np.histogram(a, edges)
     hb, _ = np.histogram(b, edges)
     na, nb = ha / max(ha.sum(), 1), hb / max(hb.sum(), 1)
