@@ -8,6 +8,7 @@ directory through a hostPath volume.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from plugin.conftest import plugin_config
 from plugin.support import PluginClient, PluginProcess, container, free_port, pod, to_toml, uid
@@ -38,6 +41,9 @@ def backend_table(site: Service) -> dict[str, Any]:
         "condor_config": site["CONDOR_CONFIG"],
         "token_dir": str(Path(site["HTCONDOR_TOKENS"]) / "root"),
         "job_user": site["HTCONDOR_SUBMIT_USER"],
+        # the running containers' records and logs come back only in these snapshots (the
+        # smallest interval allowed); without them a pod reads ContainerCreating until it ends
+        "transfer_interval_seconds": 5,
     }
 
 
@@ -52,6 +58,7 @@ class SitePlugin:
     jobs_dir: Path
     sync: Path
     older: list[PluginProcess] = field(default_factory=list)
+    created: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -68,7 +75,18 @@ class SitePlugin:
         self.process.start()
         self.client = PluginClient(self.process.url)
 
+    def create(self, request: dict[str, Any]) -> httpx.Response:
+        """/create, remembering the pod so that ``close`` cancels its job whatever happened."""
+        self.created.append(request["pod"])
+        return self.client.create(request)
+
     def close(self) -> None:
+        # a failed test must not leave a job waiting for its sync file, holding a slot of the
+        # session's cluster (2 CPUs) for the tests after it
+        if self.process.proc is not None:
+            for p in self.created:
+                with contextlib.suppress(httpx.HTTPError):
+                    self.client.delete(p)
         self.client.close()
         self.process.stop()
 

@@ -50,7 +50,7 @@ def site(
 
 
 def _create(site: SitePlugin, p: dict[str, Any]) -> str:
-    r = site.client.create(create_request(p))
+    r = site.create(create_request(p))
     assert r.status_code == 200, f"{r.status_code} {r.text}\n{site.process.output()}"
     jid: str = r.json()["PodJID"]
     return jid
@@ -139,7 +139,7 @@ def test_a_plugin_killed_mid_job_adopts_it_and_reports_it_once(site: SitePlugin)
     site.restart()
     status = site.client.wait(p, _running, timeout=60)
     assert status["JID"] == jid  # the same job, adopted
-    retry = site.client.create(create_request(p))  # interLink retrying after the restart
+    retry = site.create(create_request(p))  # interLink retrying after the restart
     assert (retry.status_code, retry.json()["PodJID"]) == (200, jid)
 
     (site.sync / "go-r").touch()
@@ -211,7 +211,7 @@ def test_slurmctld_down_gives_503_and_waiting_reasons_and_nothing_is_lost(
         assert "slurm" in state_of(status, "main")["waiting"]["message"]
         assert _running(site.client.status(running) or {})  # a running pod keeps its state
         new = sync_pod(42, "new", sync, "echo new")
-        r = site.client.create(create_request(new))
+        r = site.create(create_request(new))
         assert r.status_code == 503, r.text
         assert "slurm" in r.text.lower() or "retry" in r.text
         (sync / "go").touch()  # running ends while slurmctld is away
