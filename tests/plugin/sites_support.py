@@ -201,3 +201,29 @@ def scontrol(slurm: Service, *args: str) -> str:
     )
     assert r.returncode == 0, r.stderr
     return r.stdout
+
+
+def in_pool(htcondor: Service, *argv: str) -> str:
+    """A condor tool inside the pool's root, as ci/services/htcondor.sh's ``in_pool`` runs it."""
+    rundir = htcondor.rundir.resolve()
+    master = (rundir / "condor_master.pid").read_text().strip()
+    r = subprocess.run(
+        [
+            "nsenter",
+            "-t",
+            master,
+            "-m",
+            "-r",
+            "env",
+            "-i",
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+            f"CONDOR_CONFIG={rundir / 'condor_config'}",
+            *argv,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, f"{argv}: {r.stdout}{r.stderr}"
+    return r.stdout

@@ -18,6 +18,7 @@ import pytest
 from flashlink.backends._htcondor_submit import SCRIPT
 from plugin.sites_support import (
     SitePlugin,
+    in_pool,
     scontrol,
     start_site_plugin,
     start_slurmctld,
@@ -34,6 +35,7 @@ SITES = [
 ]
 # HTCondor starts a job 2-9 s after submission (negotiation), Slurm in ~1 s; Apptainer adds ~1 s
 TIMEOUT = 120
+_SUBMIT = "htcondor-job.vk.io/submit"
 
 
 @pytest.fixture(params=SITES)
@@ -232,4 +234,53 @@ def test_slurmctld_down_gives_503_and_waiting_reasons_and_nothing_is_lost(
     finally:
         if stopped:
             start_slurmctld(slurm)
+        site.close()
+
+
+@pytest.mark.htcondor
+@pytest.mark.apptainer
+def test_a_stopped_schedd_gives_503_and_waiting_reasons_and_nothing_is_lost(
+    htcondor: Service, apptainer: Service, tmp_path: Path, shared_tmp: Path
+) -> None:
+    site = start_site_plugin(htcondor, apptainer, tmp_path, shared_tmp, create_timeout=40)
+    stopped = False
+    try:
+        idle = sync_pod(
+            50, "idle", site.sync, "echo never", annotations={_SUBMIT: "requirements = false"}
+        )
+        idle_jid = _create(site, idle)
+        site.client.wait(
+            idle, lambda s: state_of(s, "main").get("waiting", {}).get("reason") == "Idle", 60
+        )
+
+        in_pool(htcondor, "condor_off", "-daemon", "schedd")
+        stopped = True
+        status = site.client.wait(
+            idle,
+            lambda s: state_of(s, "main").get("waiting", {}).get("reason") == "SiteUnavailable",
+            timeout=90,
+        )
+        assert state_of(status, "main")["waiting"]["message"].startswith("site htcondor: ")
+        new = sync_pod(51, "new", site.sync, "echo new")
+        r = site.create(create_request(new))
+        assert r.status_code == 503, r.text
+
+        in_pool(htcondor, "condor_on", "-daemon", "schedd")
+        stopped = False
+        deadline = time.monotonic() + 90
+        while (r := site.create(create_request(new))).status_code == 503:  # interLink retries
+            assert time.monotonic() < deadline, r.text
+            time.sleep(1)
+        assert r.status_code == 200, r.text
+        assert vk_phase(site.client.finished(new, TIMEOUT)) == "Succeeded"
+        assert site.client.logs(new, "main").text == "new\n"
+        status = site.client.wait(
+            idle, lambda s: state_of(s, "main").get("waiting", {}).get("reason") == "Idle", 60
+        )
+        assert status["JID"] == idle_jid  # the same job, neither lost nor submitted again
+        assert site.client.delete(idle).status_code == 200
+        assert vk_phase(site.client.finished(idle, TIMEOUT)) == "Failed"
+    finally:
+        if stopped:
+            in_pool(htcondor, "condor_on", "-daemon", "schedd")
         site.close()
