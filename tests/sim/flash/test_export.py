@@ -43,12 +43,14 @@ def test_target_map_round_trip_integers_and_spikes() -> None:
     z = tmap.forward(tmap.dequantise(y, rng))
     assert abs(float(np.mean(z[:, 0]))) < 0.05
     assert 0.9 < float(np.std(z[:, 0])) < 1.1
-    back = tmap.inverse(z)
+    back = tmap.inverse(z, clip=None)
     np.testing.assert_array_equal(back[:, 1], y[:, 1])  # integers come back exactly
     assert np.mean(back[:, 2] == 0.0) == pytest.approx(0.3, abs=0.03)
     np.testing.assert_allclose(back[:, 0], y[:, 0], atol=0.05)
     again = TargetMap.from_dict(tmap.to_dict())
-    np.testing.assert_array_equal(again.inverse(z), back)
+    np.testing.assert_array_equal(again.inverse(z, clip=None), back)
+    # generated draws beyond 4 sigma stay at the 4-sigma quantile, not the sample extreme
+    assert tmap.inverse(np.full((1, 3), 4.9, np.float32))[0, 0] < y[:, 0].max()
 
 
 def _classifier(std: Standardizer) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -196,5 +198,7 @@ def test_target_map_ignores_extreme_outliers() -> None:
     assert abs(float(np.mean(z))) < 0.05
     assert 0.95 < float(np.std(z)) < 1.05
     # only the values sharing the outermost bin with the outliers lose precision
-    rel = np.abs(tmap.inverse(z)[:, 0] / y[5:, 0] - 1)
+    rel = np.abs(tmap.inverse(z, clip=None)[:, 0] / y[5:, 0] - 1)
+    far, edge = tmap.inverse(np.array([[4.5], [4.0]], np.float32))[:, 0]
+    assert far == edge
     assert np.mean(rel > 1e-3) <= 2e-4

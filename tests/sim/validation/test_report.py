@@ -69,6 +69,19 @@ def test_report_on_a_ci_sample(samples: tuple[str, str, str], tmp_path: Path) ->
     assert over["error"][1] <= over["error"][0] * 1.05
 
 
+def test_flash_tracks_the_same_particles_as_the_reference(samples: tuple[str, str, str]) -> None:
+    from flashlink.sim.io import iter_tables
+
+    _, ref, flash = samples
+    cols = ["event_id", "gen_index"]
+    r = next(iter_tables(f"{ref}/particles.parquet", cols, batch_rows=10**7))
+    f = next(iter_tables(f"{flash}/particles.parquet", [*cols, "replica"], batch_rows=10**7))
+    first = f["replica"] == 0
+    # same selection (species, status, pz > 0, p > 0.2 GeV): the same particles, one per row
+    np.testing.assert_array_equal(f["event_id"][first] // 2, r["event_id"])
+    np.testing.assert_array_equal(f["gen_index"][first], r["gen_index"])
+
+
 def test_cli_validate_and_errors(samples: tuple[str, str, str], tmp_path: Path) -> None:
     _, ref, flash = samples
     runner = CliRunner()

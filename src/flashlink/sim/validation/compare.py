@@ -53,7 +53,7 @@ def _matrix(table: Table, names: tuple[str, ...] | list[str], rows: npt.NDArray[
 
 
 def _model_metrics(
-    name: str, outputs: list[str], flash: Table, ref: Table, seed: int
+    name: str, outputs: list[str], flash: Table, ref: Table, *, seed: int, replicas: int
 ) -> dict[str, Any]:
     spec = default_specs()[name]
     rf, rr = rows_of(spec, flash), rows_of(spec, ref)
@@ -80,7 +80,12 @@ def _model_metrics(
         "correlation": correlation_difference(
             _matrix(flash, outputs, rf), _matrix(ref, outputs, rr)
         ),
-        "c2st": c2st_auc(xa, xb, seed=seed),
+        "c2st": c2st_auc(
+            xa,
+            xb,
+            seed=seed,
+            groups=(flash["event_id"][rf] // replicas, ref["event_id"][rr]),
+        ),
     }
 
 
@@ -162,15 +167,21 @@ def compare(
     """All per-model and track-level metrics (the mass peak is added by the caller)."""
     flash = build_training_table([flash_dir])
     ref = build_training_table([reference_dir])
+    # oversampled flash output: replica r of event e is event e * k + r
+    k = int(tracks[0]["replica"].max(initial=0)) + 1 if "replica" in tracks[0] else 1
     models: dict[str, Any] = {}
     specs = default_specs()
     for name in ("resolution", "covariance"):
-        models[name] = _model_metrics(name, list(specs[name].outputs), flash, ref, seed)
-    models["is_muon"] = _model_metrics("is_muon", ["is_muon"], flash, ref, seed)
+        models[name] = _model_metrics(
+            name, list(specs[name].outputs), flash, ref, seed=seed, replicas=k
+        )
+    models["is_muon"] = _model_metrics("is_muon", ["is_muon"], flash, ref, seed=seed, replicas=k)
     for s in SPECIES:
         spec = specs[f"pid_{s}"]
         if rows_of(spec, flash).sum() >= 50 and rows_of(spec, ref).sum() >= 50:
-            models[spec.name] = _model_metrics(spec.name, list(spec.outputs), flash, ref, seed)
+            models[spec.name] = _model_metrics(
+                spec.name, list(spec.outputs), flash, ref, seed=seed, replicas=k
+            )
     # acceptance and track type together: the sampled category given the particle
     cat_f = np.stack([flash[c] for c in (*BASE_FEATURES[:4], "reco_type")], axis=1)
     cat_r = np.stack([ref[c] for c in (*BASE_FEATURES[:4], "reco_type")], axis=1)
@@ -179,7 +190,12 @@ def compare(
         "rows_ref": len(cat_r),
         "fractions_flash": np.bincount(flash["reco_type"], minlength=4).tolist(),
         "fractions_ref": np.bincount(ref["reco_type"], minlength=4).tolist(),
-        "c2st": c2st_auc(cat_f.astype(np.float64), cat_r.astype(np.float64), seed=seed),
+        "c2st": c2st_auc(
+            cat_f.astype(np.float64),
+            cat_r.astype(np.float64),
+            seed=seed,
+            groups=(flash["event_id"] // k, ref["event_id"]),
+        ),
     }
     return {
         "models": models,
