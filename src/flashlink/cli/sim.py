@@ -364,6 +364,7 @@ def validate(
         str | None, typer.Option(help="also compare this decay's mass peak (e.g. Bu2JpsiK)")
     ] = None,
     busy: Annotated[bool, typer.Option(help="full events: busy-event ntuple cuts")] = False,
+    plots: Annotated[bool, typer.Option(help="draw the report's figures")] = True,
     seed: _Seed = 1,
 ) -> None:
     """Compare flash and reference outputs: metrics JSON and an HTML report with plots."""
@@ -373,7 +374,14 @@ def validate(
         with _progress() as bar:
             task = bar.add_task("validating", total=None)
             result = validate_samples(
-                flash_dir, reference_dir, report, label=label, decay=decay, busy=busy, seed=seed
+                flash_dir,
+                reference_dir,
+                report,
+                label=label,
+                decay=decay,
+                busy=busy,
+                seed=seed,
+                plots=plots,
             )
             bar.update(task, completed=1, total=1)
         summary = result["summary"]

@@ -47,11 +47,11 @@ def test_ks_and_correlations() -> None:
 
 def test_c2st_separates_only_different_samples() -> None:
     rng = np.random.default_rng(2)
-    ref = rng.normal(size=(6000, 3))
-    same = c2st_auc(rng.normal(size=(6000, 3)), ref, seed=1)
+    ref = rng.normal(size=(4000, 3))
+    same = c2st_auc(rng.normal(size=(4000, 3)), ref, seed=1)
     assert same["auc"] < 0.55
-    assert 0 < same["auc_err"] < 0.02
-    shifted = rng.normal(size=(6000, 3))
+    assert 0 < same["auc_err"] < 0.03
+    shifted = rng.normal(size=(4000, 3))
     shifted[:, 2] *= 2.0  # a wider third feature
     assert c2st_auc(shifted, ref, seed=1)["auc"] > 0.6
     assert np.isnan(c2st_auc(ref[:10], ref[:10])["auc"])
@@ -119,10 +119,10 @@ def test_c2st_on_paired_samples_needs_the_groups() -> None:
     """Flash and reference of the same generated particles share the condition exactly: with
     a random split the twins leak across it and the AUC falls below 0.5."""
     rng = np.random.default_rng(6)
-    cond = rng.normal(size=(8000, 3))
-    flash = np.c_[cond, rng.normal(size=8000)]
-    ref = np.c_[cond, rng.normal(size=8000)]
-    ids = np.arange(8000)
+    cond = rng.normal(size=(4000, 3))
+    flash = np.c_[cond, rng.normal(size=4000)]
+    ref = np.c_[cond, rng.normal(size=4000)]
+    ids = np.arange(4000)
     paired = c2st_auc(flash, ref, seed=2, groups=(ids, ids))
-    assert abs(paired["auc"] - 0.5) < 0.03
+    assert abs(paired["auc"] - 0.5) < 0.04
     assert c2st_auc(flash, ref, seed=2)["auc"] < 0.45

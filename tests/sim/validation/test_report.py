@@ -85,7 +85,7 @@ def test_flash_tracks_the_same_particles_as_the_reference(samples: tuple[str, st
 def test_cli_validate_and_errors(samples: tuple[str, str, str], tmp_path: Path) -> None:
     _, ref, flash = samples
     runner = CliRunner()
-    result = runner.invoke(app, ["sim", "validate", flash, ref, str(tmp_path / "r")])
+    result = runner.invoke(app, ["sim", "validate", flash, ref, str(tmp_path / "r"), "--no-plots"])
     assert result.exit_code == 0, result.output
     assert "max_c2st_auc" in result.output
     assert (tmp_path / "r" / "metrics.json").exists()

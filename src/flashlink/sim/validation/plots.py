@@ -75,10 +75,10 @@ def _hist_panel(fig: Any, gs: Any, a: Any, b: Any, title: str) -> None:
     top.set_title(title)
     top.tick_params(labelbottom=False)
     top.legend(fontsize=6)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = na / nb
-        err = ratio * np.sqrt(1 / np.maximum(ha, 1) + 1 / np.maximum(hb, 1))
-    bottom.errorbar(centers, ratio, yerr=err, fmt=".", ms=2, color="tab:red")
+    both = (ha > 0) & (hb > 0)
+    ratio = na[both] / nb[both]
+    err = ratio * np.sqrt(1 / ha[both] + 1 / hb[both])
+    bottom.errorbar(centers[both], ratio, yerr=err, fmt=".", ms=2, color="tab:red")
     bottom.axhline(1, color="black", lw=0.5)
     bottom.set_ylim(0.5, 1.5)
     bottom.set_ylabel("flash/ref", fontsize=6)
@@ -111,11 +111,12 @@ def _efficiency_figure(plt: Any, flash: Table, ref: Table, out: Path, edges: Any
         for ax, var, bins, xl in zip(axes, (p, eta), edges, ("p [GeV]", "eta"), strict=True):
             tot, _ = np.histogram(var, bins)
             ok, _ = np.histogram(var[reco], bins)
+            filled = tot > 0
+            ok, tot = ok[filled], tot[filled]
             lo, hi = clopper_pearson(ok, tot)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                eff = np.where(tot > 0, ok / np.maximum(tot, 1), np.nan)
-            centers = 0.5 * (bins[1:] + bins[:-1])
-            yerr = [np.nan_to_num(eff - lo), np.nan_to_num(hi - eff)]
+            eff = ok / tot
+            centers = (0.5 * (bins[1:] + bins[:-1]))[filled]
+            yerr = [eff - lo, hi - eff]
             ax.errorbar(centers, eff, yerr=yerr, fmt="o", ms=3, label=label, color=color)
             ax.set_xlabel(xl)
             ax.set_ylabel("reconstruction efficiency")
