@@ -67,10 +67,10 @@ def _flash_rate(chain: FlashChain, chunk: EventChunk, repeat: int) -> tuple[floa
     return time.perf_counter() - t0, chain.counts["particles"] - n0
 
 
-def _worker(args: tuple[str, int, int, int]) -> tuple[float, int]:
-    raw_json, n, seed, repeat = args
+def _worker(args: tuple[str, int, int, int, str]) -> tuple[float, int]:
+    raw_json, n, seed, repeat, family = args
     chunk, _ = _generate(json.loads(raw_json), n, seed)
-    chain = FlashChain(threads=1)
+    chain = FlashChain(threads=1, family=family)
     dt, particles = _flash_rate(chain, chunk, repeat)
     return dt, particles
 
@@ -80,11 +80,17 @@ def speed(quick: bool) -> dict[str, Any]:
     for name, (raw, size, reps) in SAMPLES.items():
         n, repeat = (max(5, size // 5), max(2, reps // 4)) if quick else (size, reps)
         chunk, t_gen = _generate(raw, n, 7)
-        chains = {b: FlashChain(backend=b, threads=1) for b in ("onnx", "numpy")}
+        # the shipped selection (flows where they validated better) on both backends, and the
+        # all-MLP alternative (--family mlp), the fastest chain the set can run
+        chains = {
+            "onnx": FlashChain(backend="onnx", threads=1),
+            "numpy": FlashChain(backend="numpy", threads=1),
+            "onnx_mlp": FlashChain(backend="onnx", threads=1, family="mlp"),
+        }
         detailed = DetailedSimulation.from_file(None, 7)
         # interleave: flash, detailed, flash, so that both see the same machine load
-        t_flash: dict[str, float] = {"onnx": 0.0, "numpy": 0.0}
-        particles: dict[str, int] = {"onnx": 0, "numpy": 0}
+        t_flash: dict[str, float] = dict.fromkeys(chains, 0.0)
+        particles: dict[str, int] = dict.fromkeys(chains, 0)
         t_det = 0.0
         for _ in range(2):
             for backend, chain in chains.items():
@@ -115,6 +121,11 @@ def speed(quick: bool) -> dict[str, Any]:
         flash_event = tracked / row["flash_onnx_particles_per_s"]
         det_event = t_det / (2 * chunk.n_events)
         row["speedup_with_generator"] = (per_event_gen + det_event) / (per_event_gen + flash_event)
+        mlp_event = tracked / row["flash_onnx_mlp_particles_per_s"]
+        row["speedup_mlp_with_generator"] = (per_event_gen + det_event) / (
+            per_event_gen + mlp_event
+        )
+        row["generator_share_of_flash_chain"] = per_event_gen / (per_event_gen + flash_event)
         timing = chains["onnx"].timing
         total = chains["onnx"].counts["particles"]
         row["breakdown_ns_per_particle"] = {k: 1e9 * v / total for k, v in timing.items()}
@@ -122,32 +133,36 @@ def speed(quick: bool) -> dict[str, Any]:
         out[name] = row
         print(
             f"{name:<26} flash {row['flash_onnx_particles_per_s']:>11,.0f}/s onnx "
-            f"{row['flash_numpy_particles_per_s']:>11,.0f}/s numpy | detailed "
+            f"{row['flash_numpy_particles_per_s']:>11,.0f}/s numpy "
+            f"{row['flash_onnx_mlp_particles_per_s']:>11,.0f}/s all-MLP | detailed "
             f"{1e3 * per_particle_det:.2f} ms/particle | speed-up "
             f"{row['speedup_onnx_per_particle']:,.0f}x, with generator "
-            f"{row['speedup_with_generator']:.1f}x"
+            f"{row['speedup_with_generator']:.1f}x (all-MLP "
+            f"{row['speedup_onnx_mlp_per_particle']:,.0f}x"
+            f", {row['speedup_mlp_with_generator']:.1f}x)"
         )
     # both cores: two processes on bbbar events, against one process in the same run
     raw, n, repeat = SAMPLES["bbbar 13.6 TeV (Pythia)"]
     if quick:
         n, repeat = 6, 2
-    args = (json.dumps(raw), n, 11, repeat)
     ctx = mp.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        one = pool.map(_worker, [args])
-    single = sum(p for _, p in one) / sum(t for t, _ in one)
-    with ctx.Pool(2) as pool:
-        t0 = time.perf_counter()
-        two = pool.map(_worker, [args, (args[0], n, 12, repeat)])
-        wall = time.perf_counter() - t0
-    both = sum(p for _, p in two) / max(t for t, _ in two)
-    out["cores"] = {
-        "one_process_particles_per_s": single,
-        "two_processes_particles_per_s": both,
-        "scaling": both / single,
-        "two_process_wall_s_incl_generation": wall,
-    }
-    print(f"both cores: {both:,.0f} particles/s ({both / single:.2f}x one core {single:,.0f}/s)")
+    for family in ("auto", "mlp"):
+        args = (json.dumps(raw), n, 11, repeat, family)
+        with ctx.Pool(1) as pool:
+            one = pool.map(_worker, [args])
+        single = sum(p for _, p in one) / sum(t for t, _ in one)
+        with ctx.Pool(2) as pool:
+            two = pool.map(_worker, [args, (args[0], n, 12, repeat, family)])
+        both = sum(p for _, p in two) / max(t for t, _ in two)
+        out[f"cores_{family}"] = {
+            "one_process_particles_per_s": single,
+            "two_processes_particles_per_s": both,
+            "scaling": both / single,
+        }
+        print(
+            f"both cores ({family}): {both:,.0f} particles/s "
+            f"({both / single:.2f}x one core {single:,.0f}/s)"
+        )
     return out
 
 

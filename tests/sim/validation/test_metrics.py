@@ -13,6 +13,7 @@ from flashlink.sim.validation.metrics import (
     efficiency_table,
     ks,
     robust_width,
+    w1_core,
     w1_floor,
     w1_standardised,
 )
@@ -28,6 +29,10 @@ def test_w1_is_in_units_of_the_reference_width() -> None:
     floor = w1_floor(ref[:20_000], 20_000)
     assert 0.003 < floor < 0.02
     assert np.isnan(w1_standardised([], ref))
+    # one failed fit at 1e9 rules the plain W1 (via the std), not the core W1
+    spoiled = np.r_[ref[:20_000], 1e9]
+    assert w1_standardised(ref[20_000:40_000] + 0.7, spoiled) < 0.02
+    assert w1_core(ref[20_000:40_000] + 0.7, spoiled) == pytest.approx(0.1, abs=0.02)
 
 
 def test_ks_and_correlations() -> None:

@@ -38,6 +38,7 @@ from flashlink.sim.validation.metrics import (
     efficiency_table,
     ks,
     robust_width,
+    w1_core,
     w1_floor,
     w1_standardised,
 )
@@ -64,6 +65,7 @@ def _model_metrics(
         per_feature[col] = {
             "w1": w1_standardised(a, b),
             "w1_floor": w1_floor(b, len(a), seed),
+            "w1_core": w1_core(a, b),
             "ks": stat,
             "ks_pvalue": pvalue,
             "mean_flash": float(np.nanmean(a)) if len(a) else float("nan"),

@@ -25,6 +25,7 @@ __all__ = [
     "efficiency_table",
     "ks",
     "robust_width",
+    "w1_core",
     "w1_floor",
     "w1_standardised",
 ]
@@ -52,6 +53,18 @@ def w1_standardised(flash: npt.ArrayLike, reference: npt.ArrayLike) -> float:
         return float("nan")
     scale = float(np.std(b)) or 1.0
     return float(wasserstein_distance(a / scale, b / scale))
+
+
+def w1_core(flash: npt.ArrayLike, reference: npt.ArrayLike, tail: float = 0.5) -> float:
+    """W1 of the values inside the reference's [tail, 100 - tail] percentiles, in units of the
+    reference core's standard deviation: a companion of :func:`w1_standardised` for features
+    whose tails dominate the standard deviation (the reference chi2/ndof has failed fits at
+    1e9: on a 500-event sample its KS p-value was 0.42 and its plain W1 0.18)."""
+    a, b = _finite(flash), _finite(reference)
+    if len(a) == 0 or len(b) == 0:
+        return float("nan")
+    lo, hi = np.percentile(b, [tail, 100 - tail])
+    return w1_standardised(a[(a >= lo) & (a <= hi)], b[(b >= lo) & (b <= hi)])
 
 
 def w1_floor(reference: npt.ArrayLike, n_flash: int, seed: int = 0) -> float:
