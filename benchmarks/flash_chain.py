@@ -57,7 +57,7 @@ def _generate(raw: dict[str, Any], n: int, seed: int) -> tuple[EventChunk, float
     return chunk, time.perf_counter() - t0
 
 
-def _flash_rate(chain: FlashChain, chunk: EventChunk, repeat: int) -> tuple[float, float]:
+def _flash_rate(chain: FlashChain, chunk: EventChunk, repeat: int) -> tuple[float, int]:
     """(seconds, particles) of ``repeat`` flash simulations of the chunk."""
     chain.simulate(chunk, np.random.default_rng(0))  # warm-up: sessions, caches
     n0 = chain.counts["particles"]
