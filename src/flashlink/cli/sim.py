@@ -11,6 +11,7 @@ __all__ = ["app"]
 
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -86,7 +87,7 @@ def generate(
     """Generate events with Pythia 8 (full pp events or a particle gun) and store them."""
     from flashlink.sim.generation import generate as run_generation  # noqa: PLC0415
     from flashlink.sim.generation import parse_generator_config, write_hepmc  # noqa: PLC0415
-    from flashlink.sim.io import ParquetSink  # noqa: PLC0415
+    from flashlink.sim.io import ParquetSink, staged_output  # noqa: PLC0415
 
     try:
         if config is not None:
@@ -117,7 +118,9 @@ def generate(
                     yield chunk
 
             if _is_hepmc(output):
-                write_hepmc(output, chunks())
+                # pyhepmc writes local files only: an s3:// HepMC3 file is uploaded when whole
+                with staged_output(output, directory=False) as local:
+                    write_hepmc(local, chunks())
             else:
                 meta = {"generator": cfg.model_dump(), "seed": seed, "events": events}
                 with ParquetSink(output, meta) as sink:
@@ -130,10 +133,9 @@ def generate(
 
 
 def _input_events(url: str, chunk_size: int, limit: int | None) -> Iterator[EventChunk]:
-    from flashlink.sim.generation import iter_hepmc  # noqa: PLC0415
     from flashlink.sim.io import iter_events  # noqa: PLC0415
 
-    source = iter_hepmc(url, chunk_size) if _is_hepmc(url) else iter_events(url, chunk_size)
+    source = _hepmc_events(url, chunk_size) if _is_hepmc(url) else iter_events(url, chunk_size)
     done = 0
     for whole in source:
         chunk = whole
@@ -144,6 +146,15 @@ def _input_events(url: str, chunk_size: int, limit: int | None) -> Iterator[Even
         yield chunk
         if limit is not None and done >= limit:
             return
+
+
+def _hepmc_events(url: str, chunk_size: int) -> Iterator[EventChunk]:
+    from flashlink.sim.generation import iter_hepmc  # noqa: PLC0415
+    from flashlink.sim.io import local_input  # noqa: PLC0415
+
+    # pyhepmc reads local files only: an s3:// HepMC3 file is downloaded first
+    with local_input(url) as local:
+        yield from iter_hepmc(local, chunk_size)
 
 
 def _isin(values: Any, wanted: Any) -> Any:
@@ -247,9 +258,16 @@ def train(
     ] = None,
 ) -> None:
     """Train the flash models on reference samples; export them (ONNX + numpy + manifest)."""
+    from flashlink.sim.errors import StorageError  # noqa: PLC0415
     from flashlink.sim.flash.errors import require  # noqa: PLC0415
 
     try:
+        if "://" in out:
+            # training resumes from checkpoints in --out and logs metrics there as it goes
+            raise StorageError(
+                f"--out {out!r}: training writes a local model-set directory; give a path and "
+                "copy the finished set to object storage (flash reads --models s3://...)"
+            )
         require("torch")
         require("zuko")
         from flashlink.sim.flash.dataset import build_training_table, write_table  # noqa: PLC0415
@@ -326,16 +344,21 @@ def flash(
     """Flash simulation: the trained models turn generator particles into reconstructed
     tracks, particles and pvs tables (the columns of 'sim detailed')."""
     from flashlink.sim.flash.chain import run_flash  # noqa: PLC0415
+    from flashlink.sim.io import local_input  # noqa: PLC0415
 
     try:
         t0 = time.perf_counter()
-        with _progress() as bar:
+        with (
+            _progress() as bar,
+            # the models load from local files: an s3:// model set is downloaded first
+            local_input(models) if models else nullcontext(None) as model_dir,
+        ):
             task = bar.add_task("flash simulating", total=events)
             chain = run_flash(
                 _input_events(input_url, chunk_size, events),
                 output,
                 seed=seed,
-                model_dir=models,
+                model_dir=model_dir,
                 oversample=oversample,
                 backend=backend,
                 family=family,
@@ -368,15 +391,18 @@ def validate(
     seed: _Seed = 1,
 ) -> None:
     """Compare flash and reference outputs: metrics JSON and an HTML report with plots."""
+    from flashlink.sim.io import staged_output  # noqa: PLC0415
     from flashlink.sim.validation import validate_samples  # noqa: PLC0415
 
     try:
-        with _progress() as bar:
+        # the report (HTML, plots, metrics) is written to a directory: for an s3:// report it
+        # is made locally and uploaded when complete
+        with _progress() as bar, staged_output(report, directory=True) as report_dir:
             task = bar.add_task("validating", total=None)
             result = validate_samples(
                 flash_dir,
                 reference_dir,
-                report,
+                report_dir,
                 label=label,
                 decay=decay,
                 busy=busy,

@@ -1,5 +1,13 @@
 """Columnar files at local paths or fsspec URLs (``s3://bucket/key`` needs ``s3fs``).
 
+S3 settings come from the standard AWS variables that botocore (under s3fs) reads:
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL`` (MinIO, Ceph, SeaweedFS),
+``AWS_DEFAULT_REGION``; a production passes them to its jobs as a Kubernetes Secret.
+
+Writers that need a seekable local file or a directory (ROOT via uproot, HepMC3, the HTML
+report, a model set) go through :func:`local_input` and :func:`staged_output`, which copy
+between a URL and a local temporary place; plain paths pass through untouched.
+
 Tables are dicts of equal-length 1-D numpy arrays. A writer appends one Parquet row group per
 chunk, so a reader streams a file chunk by chunk and memory stays bounded by the chunk size.
 :func:`iter_events` never splits an event across chunks, whatever row groups the file has.
@@ -7,9 +15,21 @@ chunk, so a reader streams a file chunk by chunk and memory stays bounded by the
 
 from __future__ import annotations
 
-__all__ = ["ParquetSink", "iter_events", "iter_tables", "open_url", "read_metadata"]
+__all__ = [
+    "ParquetSink",
+    "is_url",
+    "iter_events",
+    "iter_tables",
+    "local_input",
+    "open_url",
+    "read_metadata",
+    "staged_output",
+]
 
+import contextlib
 import json
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +45,74 @@ from flashlink.sim.errors import EventFormatError, MissingDependencyError, Stora
 from flashlink.sim.generation.events import COLUMNS, EventChunk
 
 Table = dict[str, npt.NDArray[Any]]
+
+
+def is_url(location: str) -> bool:
+    """True for an fsspec URL (``s3://...``), False for a local path."""
+    return "://" in location
+
+
+def _filesystem(url: str) -> tuple[Any, str]:
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"cannot use {url!r}: {exc}; for s3:// URLs install s3fs (pip install 'flashlink[s3]')"
+        ) from exc
+    except ValueError as exc:
+        raise StorageError(f"{url!r} is not a usable URL: {exc}") from exc
+    return fs, str(path)
+
+
+@contextlib.contextmanager
+def local_input(location: str) -> Iterator[str]:
+    """A local path with the contents of ``location`` (a file or a directory), for readers
+    that need one; a URL is downloaded to a temporary place removed afterwards."""
+    if not is_url(location):
+        yield location
+        return
+    fs, path = _filesystem(location)
+    with tempfile.TemporaryDirectory(prefix="flashlink-in-") as tmp:
+        target = Path(tmp) / (Path(path.rstrip("/")).name or "input")
+        try:
+            if fs.isdir(path):
+                fs.get(path.rstrip("/") + "/", str(target), recursive=True)
+            else:
+                fs.get(path, str(target))
+        except FileNotFoundError as exc:
+            raise StorageError(f"cannot read {location!r}: it does not exist") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read {location!r}: {exc}") from exc
+        if not target.exists():
+            raise StorageError(f"cannot read {location!r}: it does not exist (or is empty)")
+        yield str(target)
+
+
+@contextlib.contextmanager
+def staged_output(location: str, *, directory: bool) -> Iterator[str]:
+    """A local path to write ``location`` at: itself for a path, else a temporary file or
+    directory uploaded to the URL when the block ends without an error (nothing is uploaded
+    after a failure, so a reader never sees half an output)."""
+    if not is_url(location):
+        yield location
+        return
+    fs, path = _filesystem(location)
+    tmp = tempfile.mkdtemp(prefix="flashlink-out-")
+    try:
+        local = Path(tmp) / (Path(path.rstrip("/")).name or "output")
+        if directory:
+            local.mkdir()
+        yield str(local)
+        try:
+            if directory:
+                for item in sorted(p for p in local.rglob("*") if p.is_file()):
+                    fs.put_file(str(item), f"{path.rstrip('/')}/{item.relative_to(local)}")
+            elif local.exists():
+                fs.put_file(str(local), path)
+        except OSError as exc:
+            raise StorageError(f"cannot write {location!r}: {exc}") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def open_url(url: str, mode: str) -> IO[bytes]:

@@ -1,0 +1,138 @@
+"""The simulation commands read and write ``s3://`` URLs on the real S3 server (SeaweedFS).
+
+The commands run as a job runs them, ``flashlink sim ...`` in a subprocess, with the S3
+endpoint and credentials only in the standard AWS variables of its environment.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from flashlink.sim.errors import StorageError
+from flashlink.sim.io import iter_tables, local_input, staged_output
+from servicekit import Service
+
+pytestmark = pytest.mark.s3
+FLASHLINK = Path(sys.executable).parent / "flashlink"
+
+
+def _aws(s3: Service) -> dict[str, str]:
+    return {
+        "AWS_ACCESS_KEY_ID": s3["S3_ACCESS_KEY"],
+        "AWS_SECRET_ACCESS_KEY": s3["S3_SECRET_KEY"],
+        "AWS_ENDPOINT_URL": s3["S3_ENDPOINT"],
+        "AWS_DEFAULT_REGION": s3["S3_REGION"],
+    }
+
+
+def _client(s3: Service) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=s3["S3_ENDPOINT"],
+        aws_access_key_id=s3["S3_ACCESS_KEY"],
+        aws_secret_access_key=s3["S3_SECRET_KEY"],
+        region_name=s3["S3_REGION"],
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+
+
+@pytest.fixture
+def bucket(s3: Service, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    for key, value in _aws(s3).items():
+        monkeypatch.setenv(key, value)
+    name = f"sim-{time.monotonic_ns()}"
+    _client(s3).create_bucket(Bucket=name)
+    yield name
+
+
+def _keys(s3: Service, bucket: str, prefix: str = "") -> dict[str, int]:
+    listed = _client(s3).list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return {o["Key"]: o["Size"] for o in listed}
+
+
+def _sim(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    # cwd: a command that took the URL for a path would leave an "s3:" directory there
+    return subprocess.run(
+        [str(FLASHLINK), "sim", *args],
+        env={**os.environ, "COLUMNS": "300"},  # error messages on one line
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_generate_simulate_ntuple_on_s3(s3: Service, bucket: str, tmp_path: Path) -> None:
+    import uproot
+
+    base = f"s3://{bucket}/chain"
+    steps = [
+        ("generate", f"{base}/events.hepmc3", "--events", "30", "--seed", "3"),
+        ("generate", f"{base}/events.parquet", "--events", "30", "--seed", "3"),
+        ("detailed", f"{base}/events.hepmc3", f"{base}/from-hepmc", "--seed", "3"),
+        ("detailed", f"{base}/events.parquet", f"{base}/detailed", "--seed", "3"),
+        ("ntuple", f"{base}/detailed", f"{base}/ntuple", "--format", "root,parquet"),
+    ]
+    for step in steps:
+        done = _sim(*step, cwd=tmp_path)
+        assert done.returncode == 0, (step, done.stdout, done.stderr)
+    assert not list(tmp_path.iterdir())  # nothing written locally
+    keys = _keys(s3, bucket, "chain/")
+    for name in ("events.hepmc3", "events.parquet", "ntuple.root", "ntuple.parquet"):
+        assert keys.get(f"chain/{name}", 0) > 0, keys
+    for table in ("tracks", "particles", "pvs"):
+        assert keys.get(f"chain/detailed/{table}.parquet", 0) > 0, keys
+    # the same events through HepMC3 and Parquet: the same number of generated particles
+    n = {
+        src: sum(len(t["pid"]) for t in iter_tables(f"{base}/{src}/particles.parquet"))
+        for src in ("detailed", "from-hepmc")
+    }
+    assert n["detailed"] == n["from-hepmc"] > 0
+    with local_input(f"{base}/ntuple.root") as local:
+        with uproot.open(local) as f:
+            entries = f["DecayTree"].num_entries
+    rows = sum(len(next(iter(t.values()))) for t in iter_tables(f"{base}/ntuple.parquet"))
+    assert entries == rows > 15  # most B+ -> J/psi K+ gun events give a candidate
+
+
+def test_staged_output_uploads_only_a_finished_directory(s3: Service, bucket: str) -> None:
+    url = f"s3://{bucket}/report"
+    with pytest.raises(RuntimeError), staged_output(url, directory=True) as local:
+        (Path(local) / "half.html").write_text("<p>")
+        raise RuntimeError("the writer failed")
+    assert _keys(s3, bucket, "report") == {}
+    assert not Path(local).exists()  # the temporary copy is gone either way
+    with staged_output(url, directory=True) as local:
+        (Path(local) / "plots").mkdir()
+        (Path(local) / "plots" / "a.png").write_bytes(b"png")
+        (Path(local) / "index.html").write_text("<html>")
+    assert _keys(s3, bucket, "report") == {"report/index.html": 6, "report/plots/a.png": 3}
+    with local_input(url) as copy:
+        assert (Path(copy) / "plots" / "a.png").read_bytes() == b"png"
+
+
+def test_missing_and_bad_urls_name_the_url(s3: Service, bucket: str, tmp_path: Path) -> None:
+    missing = f"s3://{bucket}/nothing/here.hepmc3"
+    with pytest.raises(StorageError, match="nothing/here.hepmc3.*does not exist"):
+        with local_input(missing):
+            pass
+    done = _sim("detailed", missing, f"s3://{bucket}/out", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "nothing/here.hepmc3" in done.stderr
+    done = _sim("detailed", f"s3://{bucket}/no.parquet", f"s3://{bucket}/out", cwd=tmp_path)
+    assert done.returncode == 2
+    assert f"s3://{bucket}/no.parquet" in done.stderr
+    done = _sim("train", str(tmp_path), "--out", f"s3://{bucket}/models", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "training writes a local model-set directory" in done.stderr
