@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +46,12 @@ def _client(s3: Service) -> Any:
 
 
 @pytest.fixture
-def bucket(s3: Service, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def bucket(s3: Service, monkeypatch: pytest.MonkeyPatch) -> str:
     for key, value in _aws(s3).items():
         monkeypatch.setenv(key, value)
     name = f"sim-{time.monotonic_ns()}"
     _client(s3).create_bucket(Bucket=name)
-    yield name
+    return name
 
 
 def _keys(s3: Service, bucket: str, prefix: str = "") -> dict[str, int]:
@@ -99,20 +98,26 @@ def test_generate_simulate_ntuple_on_s3(s3: Service, bucket: str, tmp_path: Path
         for src in ("detailed", "from-hepmc")
     }
     assert n["detailed"] == n["from-hepmc"] > 0
-    with local_input(f"{base}/ntuple.root") as local:
-        with uproot.open(local) as f:
-            entries = f["DecayTree"].num_entries
+    with local_input(f"{base}/ntuple.root") as local, uproot.open(local) as f:
+        entries = f["DecayTree"].num_entries
     rows = sum(len(next(iter(t.values()))) for t in iter_tables(f"{base}/ntuple.parquet"))
     assert entries == rows > 15  # most B+ -> J/psi K+ gun events give a candidate
 
 
 def test_staged_output_uploads_only_a_finished_directory(s3: Service, bucket: str) -> None:
     url = f"s3://{bucket}/report"
-    with pytest.raises(RuntimeError), staged_output(url, directory=True) as local:
-        (Path(local) / "half.html").write_text("<p>")
-        raise RuntimeError("the writer failed")
+    seen: list[Path] = []
+
+    def failing_writer() -> None:
+        with staged_output(url, directory=True) as local:
+            seen.append(Path(local))
+            (Path(local) / "half.html").write_text("<p>")
+            raise RuntimeError("the writer failed")
+
+    with pytest.raises(RuntimeError, match="the writer failed"):
+        failing_writer()
     assert _keys(s3, bucket, "report") == {}
-    assert not Path(local).exists()  # the temporary copy is gone either way
+    assert not seen[0].exists()  # the temporary copy is gone either way
     with staged_output(url, directory=True) as local:
         (Path(local) / "plots").mkdir()
         (Path(local) / "plots" / "a.png").write_bytes(b"png")
@@ -124,9 +129,8 @@ def test_staged_output_uploads_only_a_finished_directory(s3: Service, bucket: st
 
 def test_missing_and_bad_urls_name_the_url(s3: Service, bucket: str, tmp_path: Path) -> None:
     missing = f"s3://{bucket}/nothing/here.hepmc3"
-    with pytest.raises(StorageError, match="nothing/here.hepmc3.*does not exist"):
-        with local_input(missing):
-            pass
+    with pytest.raises(StorageError, match=r"nothing/here\.hepmc3.*does not exist"):
+        local_input(missing).__enter__()
     done = _sim("detailed", missing, f"s3://{bucket}/out", cwd=tmp_path)
     assert done.returncode == 2
     assert "nothing/here.hepmc3" in done.stderr
