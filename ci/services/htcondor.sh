@@ -5,6 +5,11 @@ SVC=htcondor
 source "$(dirname "$0")/../lib.sh"
 
 ROOT=$FLASHLINK_CI_CACHE/htcondor/root
+# The checkout this script belongs to (CI clones it anywhere) and its venv: production jobs run
+# this installation's `flashlink` from a read-only bind at the same path, as HEP sites provide
+# software from CVMFS, so the pool's root must see them where the plugin's Pods say they are.
+REPO=$(cd "$CI_DIR/.." && pwd -P)
+VENV_DIR=${FLASHLINK_VENV:-$REPO/.venv}
 # Bump when the install recipe changes, so a cached root is rebuilt.
 RECIPE=2
 STAMP=$ROOT/.flashlink-htcondor-$RECIPE
@@ -119,6 +124,21 @@ SEC_TOKEN_DIRECTORY = $rundir/tokens/\$(USERNAME)
 EOF
 }
 
+# The read-only software binds of inner.sh: the checkout and the venv (when it lives elsewhere),
+# unless a bind above already shows them (under the work or cache directory, or /tmp).
+software_binds() {
+    local dir real
+    for dir in "$REPO" "$VENV_DIR"; do
+        real=$(realpath -m "$dir")
+        case "$real/" in
+            "$FLASHLINK_CI_WORK"/*|"$FLASHLINK_CI_CACHE"/*|/tmp/*|"$REPO"/?*) continue ;;
+        esac
+        [ -d "$real" ] || continue
+        printf 'mkdir -p "$R"%q\nmount --bind %q "$R"%q\nmount -o remount,bind,ro "$R"%q\n' \
+            "$real" "$real" "$real" "$real"
+    done
+}
+
 # Runs inside `unshare --mount`: bind mounts, pivot_root into the root, then condor_master.
 # pivot_root rather than chroot: the kernel refuses CLONE_NEWUSER to a chrooted process, so
 # containers in jobs (bwrap, rootless podman) need a real root switch (reference §3).
@@ -139,6 +159,7 @@ mkdir -p "\$R$FLASHLINK_CI_WORK" "\$R$FLASHLINK_CI_CACHE"
 mount --bind $(printf %q "$FLASHLINK_CI_WORK") "\$R$FLASHLINK_CI_WORK"
 mount --bind $(printf %q "$FLASHLINK_CI_CACHE") "\$R$FLASHLINK_CI_CACHE"
 mount -o remount,bind,ro "\$R$FLASHLINK_CI_CACHE"
+$(software_binds)
 cd "\$R"
 mkdir -p .oldroot
 pivot_root . .oldroot

@@ -1,14 +1,32 @@
-"""A production offloaded to the real Slurm cluster: the Pods go through the plugin's slurm
-site and run as the cluster's unprivileged user under Apptainer with the payload SIF."""
+"""Productions offloaded to the real Slurm cluster and the real HTCondor pool.
+
+The Pods go through the plugin's ``slurm`` or ``htcondor`` site and run as the scheduler's
+unprivileged user under Apptainer with the payload SIF and this installation bound in
+read-only (the HTCondor pool's own root sees the checkout through ci/services/htcondor.sh).
+Outputs go to a shared directory or to the real S3 server (SeaweedFS), whose endpoint and
+credentials reach the jobs only as a Kubernetes Secret sent with ``/create``.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
+import yaml
+from botocore.config import Config
 
 from flashlink.production import (
     EmbeddedPlugin,
+    Journal,
+    Outputs,
     PayloadSettings,
     PluginClient,
     Production,
@@ -18,68 +36,163 @@ from flashlink.production import (
 from servicekit import Service
 
 IMAGE = "ghcr.io/flashlink/payload:latest"
+FLASHLINK = Path(sys.executable).parent / "flashlink"
+pytestmark = [pytest.mark.apptainer, pytest.mark.payload]
 
 
-def _site(kind: str, service: Service, jobs_dir: Path) -> dict[str, object]:
-    # HTCondor is not here: its test pool runs jobs in its own root, which sees the CI work and
-    # cache directories but not this installation, so the software bind has nothing to bind;
-    # an HTCondor production needs the self-contained image (images/Containerfile.payload).
-    backend = {
-        "slurm_conf": service["SLURM_CONF"],
-        "partition": service["SLURM_PARTITION"],
-        "job_user": service["SLURM_SUBMIT_USER"],
-    }
-    return {"kind": kind, "jobs_dir": str(jobs_dir), "backend": backend}
-
-
-@pytest.mark.apptainer
-@pytest.mark.payload
-@pytest.mark.parametrize(
-    "kind",
-    [
-        pytest.param("slurm", marks=pytest.mark.slurm),
-    ],
-)
-def test_production_on_batch_site(
-    kind: str, payload: Service, shared_tmp: Path, request: pytest.FixtureRequest
-) -> None:
-    import uproot
-
-    service: Service = request.getfixturevalue(kind)
-    out = shared_tmp / "prod"
-    out.mkdir(mode=0o1777)
-    out.chmod(0o1777)  # the jobs run as the cluster's user, not as the driver's
-    production_request = parse_request(
-        {
-            "name": f"bu2jpsik-{kind}",
-            "event": {"kind": "gun", "channel": "Bu2JpsiK"},
-            "events": 100,
-            "events_per_job": 50,
-            "simulation": "detailed",
-            "output": str(out),
-            "site": "hpc",
-            "reference": {"events": 0},
-            "retries": 0,
-            "image": IMAGE,
+def _backend(service: Service) -> dict[str, Any]:
+    if service.name == "slurm":
+        return {
+            "slurm_conf": service["SLURM_CONF"],
+            "partition": service["SLURM_PARTITION"],
+            "job_user": service["SLURM_SUBMIT_USER"],
         }
-    )
+    return {
+        "condor_config": service["CONDOR_CONFIG"],
+        "token_dir": str(Path(service["HTCONDOR_TOKENS"]) / "root"),
+        "job_user": service["HTCONDOR_SUBMIT_USER"],
+        # the smallest interval: the running containers' states come back in these snapshots
+        "transfer_interval_seconds": 5,
+    }
+
+
+def _aws(s3: Service) -> dict[str, str]:
+    return {
+        "AWS_ACCESS_KEY_ID": s3["S3_ACCESS_KEY"],
+        "AWS_SECRET_ACCESS_KEY": s3["S3_SECRET_KEY"],
+        "AWS_ENDPOINT_URL": s3["S3_ENDPOINT"],
+        "AWS_DEFAULT_REGION": s3["S3_REGION"],
+    }
+
+
+def _bucket(s3: Service) -> str:
+    name = f"prod-{os.getpid()}-{time.monotonic_ns()}"
+    boto3.client(
+        "s3",
+        endpoint_url=s3["S3_ENDPOINT"],
+        aws_access_key_id=s3["S3_ACCESS_KEY"],
+        aws_secret_access_key=s3["S3_SECRET_KEY"],
+        region_name=s3["S3_REGION"],
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    ).create_bucket(Bucket=name)
+    return name
+
+
+def _software() -> tuple[str, tuple[str, ...]]:
     _, command, binds = software_binds()
     for bind in binds:  # the batch jobs run as another user, who must reach the software
         closed = [str(p) for p in (Path(bind), *Path(bind).parents) if not p.stat().st_mode & 1]
         if closed:
             pytest.skip(f"this installation ({bind}) is not searchable by other users: {closed}")
-    jobs_dir = shared_tmp / "jobs"
-    jobs_dir.mkdir(mode=0o1777)
-    jobs_dir.chmod(0o1777)
-    sites = {"hpc": _site(kind, service, jobs_dir)}
-    with EmbeddedPlugin(
-        shared_tmp / "plugin",
+    return command, binds
+
+
+def _shared_dir(path: Path) -> Path:
+    path.mkdir(mode=0o1777)
+    path.chmod(0o1777)  # the jobs run as the scheduler's user, not as the driver's
+    return path
+
+
+def _plugin(
+    service: Service, payload: Service, shared: Path, binds: tuple[str, ...], *extra: str
+) -> EmbeddedPlugin:
+    site = {
+        "kind": service.name,
+        "jobs_dir": str(_shared_dir(shared / "jobs")),
+        "backend": _backend(service),
+    }
+    return EmbeddedPlugin(
+        shared / "plugin",
         runtime="apptainer",
         executable=payload.env["APPTAINER"],
         image_overrides={IMAGE: payload.env["PAYLOAD_SIF"]},
-        host_paths=[str(out), *binds],
-        sites=sites,
-    ) as url:
+        host_paths=[*extra, *binds],
+        sites={"batch": site},
+    )
+
+
+def _request(name: str, output: str, events: int, **changes: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "event": {"kind": "gun", "channel": "Bu2JpsiK"},
+        "events": events,
+        "events_per_job": 100,
+        # the same generate -> simulate -> ntuple chain as flash, without a model set
+        "simulation": "detailed",
+        "output": output,
+        "site": "batch",
+        "reference": {"events": 0},
+        "retries": 0,
+        "resources": {"cpu": "1", "memory": "1Gi"},
+        "image": IMAGE,
+        **changes,
+    }
+
+
+def _entries(outputs: Outputs, url: str) -> int:
+    import uproot
+
+    with outputs.local_copy(url) as path, uproot.open(path) as f:
+        return int(f["DecayTree"].num_entries)
+
+
+def _holders(root: Path, secret: str) -> list[Path]:
+    """Files under ``root`` that contain ``secret`` (unreadable ones, the batch user's, skipped:
+    root reads everything here, so none are)."""
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            try:
+                if secret.encode() in path.read_bytes():
+                    found.append(path)
+            except OSError:
+                continue
+    return found
+
+
+def _check_secret_kept(secret: str, *roots: Path) -> None:
+    """The S3 secret key is in no log, journal, record or Pod; only in the job scripts the
+    plugin renders (the Secret's values are part of the job, as with every interLink plugin),
+    and those are readable by their owner only."""
+    for root in roots:
+        for path in _holders(root, secret):
+            assert path.name == "job.sh", f"the S3 secret key leaked into {path}"
+            assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
+
+
+@pytest.mark.parametrize(
+    ("kind", "storage"),
+    [
+        pytest.param("slurm", "directory", marks=pytest.mark.slurm, id="slurm-directory"),
+        pytest.param(
+            "htcondor", "s3", marks=[pytest.mark.htcondor, pytest.mark.s3], id="htcondor-s3"
+        ),
+    ],
+)
+def test_production_on_batch_site(  # noqa: PLR0917 - fixtures
+    kind: str,
+    storage: str,
+    payload: Service,
+    shared_tmp: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service: Service = request.getfixturevalue(kind)
+    command, binds = _software()
+    secret = ""
+    if storage == "s3":
+        s3: Service = request.getfixturevalue("s3")
+        for key, value in _aws(s3).items():  # the driver's own S3 settings (merge, provenance)
+            monkeypatch.setenv(key, value)
+        secret = s3["S3_SECRET_KEY"]
+        output = f"s3://{_bucket(s3)}/bu2jpsik"
+        extra: tuple[str, ...] = ()
+    else:
+        output = str(_shared_dir(shared_tmp / "prod"))
+        extra = (output,)
+    production_request = parse_request(_request(f"bu2jpsik-{kind}", output, 200))
+    state = shared_tmp / "state"
+    with _plugin(service, payload, shared_tmp, binds, *extra) as url:
         client = PluginClient(url)
         try:
             production = Production(
@@ -87,14 +200,127 @@ def test_production_on_batch_site(
                 client,
                 PayloadSettings(command=command, binds=binds),
                 poll_interval=1,
+                state_dir=state if storage == "s3" else None,
             )
             snap = production.run()
         finally:
             client.close()
-    logs = sorted(str(p) for p in out.glob("jobs/*/a1/logs/*.log"))
-    assert snap.failed == 0, [Path(p).read_text()[-500:] for p in logs]
+    root = state if storage == "s3" else Path(output)
+    logs = sorted(root.glob("jobs/*/a1/logs/*.log"))
+    assert snap.failed == 0, [p.read_text()[-800:] for p in logs]
     assert snap.done == 2
-    with uproot.open(out / "ntuple.root") as f:
-        assert f["DecayTree"].num_entries > 20
-    owners = {p.stat().st_uid for p in out.glob("jobs/*/a1/ntuple.root")}
-    assert owners == {2000}  # written by the batch system's user inside the batch job
+    outputs = Outputs(output)
+    chunks = [_entries(outputs, f"{output}/jobs/j000{i}/a1/ntuple.root") for i in (0, 1)]
+    merged = _entries(outputs, f"{output}/ntuple.root")
+    assert merged == sum(chunks) > 100  # most B+ -> J/psi K+ events give a candidate
+    with outputs.local_copy(f"{output}/provenance.json") as path:
+        record = json.loads(path.read_text())
+    assert (record["events"], record["candidates"], record["submissions"]) == (200, merged, 2)
+    assert record["merged_ntuple"] == f"{output}/ntuple.root"
+    assert all(j["bytes"] > 0 for j in record["jobs"])
+    assert "100 events in" in (root / "jobs/j0000/a1/logs/generate.log").read_text()
+    if storage == "s3":
+        assert not list(shared_tmp.glob("**/ntuple.root"))  # no output landed on a disk
+        assert sorted(outputs.sizes(output)) == sorted(
+            [f"jobs/j000{i}/a1/{f}" for i in (0, 1) for f in _CHUNK_FILES]
+            + ["ntuple.root", "provenance.json"]
+        )
+        _check_secret_kept(secret, shared_tmp)
+    else:
+        owners = {p.stat().st_uid for p in Path(output).glob("jobs/*/a1/ntuple.root")}
+        assert owners == {2000}  # written by the batch system's user inside the batch job
+
+
+_CHUNK_FILES = [
+    "events.parquet",
+    "flash/neutrals.parquet",
+    "flash/particles.parquet",
+    "flash/pvs.parquet",
+    "flash/tracks.parquet",
+    "ntuple.root",
+]
+
+
+def _slurm_job_names(slurm: Service, production: str) -> list[str]:
+    """Every batch job the cluster ran for ``production`` (Slurm's accounting)."""
+    answer = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-a", "--format=JobName", "-S", "now-2hours"],
+        env={**os.environ, "SLURM_CONF": slurm["SLURM_CONF"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert answer.returncode == 0, answer.stderr
+    return [n for n in answer.stdout.split() if production in n]
+
+
+@pytest.fixture
+def driver_env(s3: Service, payload: Service) -> dict[str, str]:
+    env = {**os.environ, **_aws(s3), "COLUMNS": "120"}
+    env["PATH"] = f"{Path(payload.env['APPTAINER']).parent}:{env['PATH']}"
+    return env
+
+
+@pytest.mark.slurm
+@pytest.mark.s3
+def test_killed_driver_resumes_on_slurm_with_s3_outputs(  # noqa: PLR0917 - fixtures
+    slurm: Service,
+    s3: Service,
+    payload: Service,
+    shared_tmp: Path,
+    driver_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGKILL the driver (``flashlink production run --plugin URL``) while the jobs run on
+    Slurm; the re-run adopts the running ones, submits nothing twice and merges them all."""
+    for key, value in _aws(s3).items():
+        monkeypatch.setenv(key, value)
+    _, binds = _software()
+    output = f"s3://{_bucket(s3)}/resume"
+    name = f"resume-{os.getpid() % 100000}"
+    request_file = shared_tmp / "request.yaml"
+    request_file.write_text(yaml.safe_dump(_request(name, output, 300)))
+    state = shared_tmp / "state"
+    with _plugin(slurm, payload, shared_tmp, binds) as url:
+        run = [str(FLASHLINK), "production", "run", str(request_file), "--plugin", url]
+        run += ["--state-dir", str(state), "--poll-interval", "0.5"]
+        driver = subprocess.Popen(
+            run, env=driver_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            deadline = time.monotonic() + 240
+            while not list(state.glob("jobs/*/done.json")):
+                assert driver.poll() is None, driver.stderr.read() if driver.stderr else ""
+                assert time.monotonic() < deadline, "no job finished in 240 s"
+                time.sleep(0.2)
+        finally:
+            driver.send_signal(signal.SIGKILL)  # a crash: no cleanup, the jobs keep running
+            driver.wait(timeout=30)
+            if driver.stderr:
+                driver.stderr.close()
+        done_before = len(list(state.glob("jobs/*/done.json")))
+        assert done_before < 3  # killed mid-way: the cluster has 2 CPUs for 3 one-CPU jobs
+        again = subprocess.run(
+            run, env=driver_env, capture_output=True, text=True, timeout=400, check=False
+        )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"merged ntuple: {output}/ntuple.root" in again.stdout
+    journal = Journal(state)
+    runs = [e for e in journal.entries() if e["event"] == "run"]
+    assert len(runs) == 2
+    assert len(runs[1]["todo"]) == 3 - done_before  # finished chunks are not redone
+    # each job submitted once (the unfinished ones adopted), and ended once, successfully
+    assert journal.submissions() == 3, journal.entries()
+    ends = [(e["key"], e["phase"]) for e in journal.entries() if e["event"] == "end"]
+    assert sorted(ends) == [(f"j000{i}", "Succeeded") for i in range(3)]
+    assert len(_slurm_job_names(slurm, name)) == 3  # one batch job per pod: none lost, none twice
+    outputs = Outputs(output)
+    chunks = [_entries(outputs, f"{output}/jobs/j000{i}/a1/ntuple.root") for i in range(3)]
+    with outputs.local_copy(f"{output}/provenance.json") as path:
+        record = json.loads(path.read_text())
+    merged = _entries(outputs, f"{output}/ntuple.root")
+    assert merged == sum(chunks) == record["candidates"] > 150
+    assert record["events"] == 300
+    assert sorted(j["key"] for j in record["jobs"]) == ["j0000", "j0001", "j0002"]
+    _check_secret_kept(s3["S3_SECRET_KEY"], shared_tmp)

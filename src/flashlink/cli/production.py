@@ -27,6 +27,13 @@ _Plugin = Annotated[
     str | None,
     typer.Option(help="URL of a running plugin; default: start one here on the local site"),
 ]
+_StateDir = Annotated[
+    Path | None,
+    typer.Option(
+        help="local directory of the journal, job markers and logs (default: the output "
+        "directory; for s3:// outputs $XDG_STATE_HOME/flashlink/productions/NAME-HASH)"
+    ),
+]
 
 
 def payload_sif() -> Path:
@@ -97,6 +104,7 @@ def run(
     ] = True,
     cpus: Annotated[float | None, typer.Option(help="embedded plugin: CPUs lent to jobs")] = None,
     poll_interval: Annotated[float, typer.Option(help="seconds between /status calls")] = 1.0,
+    state_dir: _StateDir = None,
 ) -> None:
     """Run (or resume) a production: only the jobs without outputs are submitted."""
     from flashlink.production import (  # noqa: PLC0415
@@ -107,10 +115,13 @@ def run(
         load_request,
         report_path,
         software_binds,
+        state_root,
     )
 
     try:
         request = load_request(request_file)
+        state = state_root(request, state_dir)
+        outputs_dir = [] if "://" in request.output else [request.output]
         venv_cmd, binds = "flashlink", tuple[str, ...]()
         if bind_software:
             _, venv_cmd, binds = software_binds()
@@ -133,20 +144,23 @@ def run(
                     highlight=False,
                 )
             embedded = EmbeddedPlugin(
-                Path(request.output) / ".flashlink" / "plugin",
+                state / ".flashlink" / "plugin",
                 runtime=runtime,
                 executable=executable,
                 image_overrides=overrides,
-                host_paths=[request.output, *binds],
+                host_paths=[*outputs_dir, *binds],
                 cpus=cpus,
             )
         else:
             embedded = nullcontext(plugin)
-        Path(request.output).mkdir(parents=True, exist_ok=True)
+        for directory in [state, *map(Path, outputs_dir)]:
+            directory.mkdir(parents=True, exist_ok=True)
         with embedded as url:
             client = PluginClient(url, token=os.environ.get(token_env))
             try:
-                production = Production(request, client, payload, poll_interval=poll_interval)
+                production = Production(
+                    request, client, payload, poll_interval=poll_interval, state_dir=state
+                )
                 _out.print(
                     f"[bold]{request.name}[/bold]: {request.events:,} events in "
                     f"{request.n_jobs} jobs on site {request.site} via {url}"
@@ -161,12 +175,12 @@ def run(
         if snap.failed:
             _err.print(
                 f"[red]{snap.failed} job(s) failed after {request.retries} retries; "
-                f"logs under {request.output}/jobs/*/a*/logs; re-run to retry them"
+                f"logs under {state}/jobs/*/a*/logs; re-run to retry them"
             )
             raise typer.Exit(1)
         records = production.done_records()
         _out.print(f"merged ntuple: {request.output}/ntuple.root", highlight=False)
-        report = report_path(Path(request.output), records)
+        report = report_path(request.output, records)
         if report is not None:
             _out.print(f"validation report: {report}", highlight=False)
         _out.print(f"provenance: {request.output}/provenance.json", highlight=False)
@@ -176,24 +190,25 @@ def run(
 
 
 @app.command()
-def status(request_file: _Request) -> None:
-    """Jobs done, failed and in flight, from the output directory (no plugin needed)."""
-    from flashlink.production import Journal, load_request, plan_jobs  # noqa: PLC0415
+def status(request_file: _Request, state_dir: _StateDir = None) -> None:
+    """Jobs done, failed and in flight, from the state directory (no plugin needed)."""
+    from flashlink.production import Journal, load_request, plan_jobs, state_root  # noqa: PLC0415
 
     try:
         request = load_request(request_file)
     except FlashlinkError as exc:
         _err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
-    journal = Journal(Path(request.output))
+    root = state_root(request, state_dir)
+    journal = Journal(root)
     opened = journal.open_attempts()
     last_end = {e["key"]: e["phase"] for e in journal.entries() if e["event"] == "end"}
     table = Table(box=None, header_style="bold")
     for column in ("job", "events", "state", "attempts"):
         table.add_column(column)
-    keys = [(j.key, j.events, Path(j.directory)) for j in plan_jobs(request)]
+    keys = [(j.key, j.events, root / "jobs" / j.key) for j in plan_jobs(request)]
     if request.reference.events:
-        keys.append(("reference", request.reference.events, Path(request.output) / "reference"))
+        keys.append(("reference", request.reference.events, root / "reference"))
     done = 0
     for key, events, directory in keys:
         if (directory / "done.json").exists():
@@ -218,6 +233,7 @@ def cancel(
     token_env: Annotated[str, typer.Option(help="env variable with the bearer token")] = (
         "FLASHLINK_PLUGIN_TOKEN"  # noqa: S107 - the name of a variable, not a token
     ),
+    state_dir: _StateDir = None,
 ) -> None:
     """Delete the production's running pods (outputs already done stay)."""
     from flashlink.production import (  # noqa: PLC0415
@@ -227,26 +243,30 @@ def cancel(
         Production,
         load_request,
         software_binds,
+        state_root,
     )
 
     try:
         request = load_request(request_file)
+        state = state_root(request, state_dir)
         _, cmd, binds = software_binds()
         embedded: AbstractContextManager[str] = (
             nullcontext(plugin)
             if plugin
             else EmbeddedPlugin(
-                Path(request.output) / ".flashlink" / "plugin",
+                state / ".flashlink" / "plugin",
                 runtime=runtime,
                 executable=find_runtime(runtime) or runtime,
                 image_overrides={},
-                host_paths=[request.output, *binds],
+                host_paths=[*([] if "://" in request.output else [request.output]), *binds],
             )
         )
         with embedded as url:
             client = PluginClient(url, token=os.environ.get(token_env))
             try:
-                n = Production(request, client, PayloadSettings(cmd, binds)).cancel()
+                n = Production(
+                    request, client, PayloadSettings(cmd, binds), state_dir=state
+                ).cancel()
             finally:
                 client.close()
         _out.print(f"cancelled {n} pod(s)")

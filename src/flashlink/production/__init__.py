@@ -6,6 +6,7 @@ __all__ = [
     "EmbeddedPlugin",
     "Job",
     "Journal",
+    "Outputs",
     "PayloadSettings",
     "PluginCallError",
     "PluginClient",
@@ -23,7 +24,9 @@ __all__ = [
     "plan_jobs",
     "pod_phase",
     "report_path",
+    "s3_secret",
     "software_binds",
+    "state_root",
 ]
 
 from flashlink.production.client import PluginClient, pod_phase
@@ -41,3 +44,4 @@ from flashlink.production.pods import (
     plan_jobs,
 )
 from flashlink.production.request import ProductionRequest, load_request, parse_request
+from flashlink.production.storage import Outputs, s3_secret, state_root

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = ["PluginClient", "pod_phase"]
 
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -51,20 +52,23 @@ class PluginClient:
             )
         return answer
 
-    def create(self, pod: dict[str, Any]) -> None:
-        """Create one pod; it mounts no ConfigMaps or Secrets."""
+    def create(self, pod: dict[str, Any], secrets: Sequence[dict[str, Any]] = ()) -> None:
+        """Create one pod, attaching ``secrets`` to every container that reads them
+        (``envFrom.secretRef``), as interLink attaches a container's Secrets."""
         spec = pod["spec"]
-        names = [c["name"] for c in spec.get("initContainers", []) + spec["containers"]]
-        entries = [
-            {
-                "name": n,
-                "configMaps": [],
-                "secrets": [],
-                "projectedvolumemaps": None,
-                "emptyDirs": None,
-            }
-            for n in names
-        ]
+        by_name = {s["metadata"]["name"]: s for s in secrets}
+        entries = []
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            refs = [e["secretRef"]["name"] for e in c.get("envFrom", []) if "secretRef" in e]
+            entries.append(
+                {
+                    "name": c["name"],
+                    "configMaps": [],
+                    "secrets": [by_name[r] for r in refs if r in by_name],
+                    "projectedvolumemaps": None,
+                    "emptyDirs": None,
+                }
+            )
         self._call("POST", "/create", {"pod": pod, "container": entries})
 
     def status(self, pods: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

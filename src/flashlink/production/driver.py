@@ -2,9 +2,10 @@
 
 The driver is the workflow engine of the rules generate -> flash -> ntuple (one Pod per chunk,
 see :mod:`flashlink.production.pods`), the reference/validation Pod and the merge. It talks to
-the plugin only over HTTP, exactly as interLink does, and keeps its state in the output
-directory (:mod:`flashlink.production.journal`), so killing it and running it again redoes only
-what is missing.
+the plugin only over HTTP, exactly as interLink does, and keeps its state in a local state
+directory (:mod:`flashlink.production.journal`; the output directory itself, or for an S3 output
+the one of :func:`~flashlink.production.storage.state_root`), so killing it and running it
+again redoes only what is missing.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ __all__ = ["Production", "Snapshot", "Task"]
 import contextlib
 import functools
 import json
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from flashlink.production.client import PluginClient, pod_phase
-from flashlink.production.errors import PluginCallError, ProductionError
+from flashlink.production.errors import PluginCallError
 from flashlink.production.journal import Journal
 from flashlink.production.pods import (
     Job,
@@ -32,15 +34,19 @@ from flashlink.production.pods import (
     plan_jobs,
 )
 from flashlink.production.request import ProductionRequest
+from flashlink.production.storage import Outputs, s3_secret, state_root
 
 
 @dataclass
 class Task:
-    """A job or the reference: how to build the Pod of attempt N, and where it is done."""
+    """A job or the reference: how to build the Pod of attempt N, where its outputs go
+    (``output``, a path or URL prefix) and where its state is (``directory``: done.json and
+    the attempts' logs; the same place for a directory output)."""
 
     key: str
     events: int
     directory: Path
+    output: str
     build: Callable[[int], dict[str, Any]]
 
     @property
@@ -108,24 +114,42 @@ class Production:
         payload: PayloadSettings,
         *,
         poll_interval: float = 1.0,
+        state_dir: Path | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
-        if request.output.startswith("s3://"):
-            raise ProductionError(
-                f"output {request.output}: the driver keeps its journal next to the outputs and "
-                "supports directories only in this version; give a shared directory"
-            )
+        """``state_dir``: where the journal, markers and logs go (default: the output directory,
+        or for an S3 output :func:`~flashlink.production.storage.state_root`); ``environ``:
+        where an S3 production takes the AWS variables its jobs get as a Secret."""
         self.request = request
         self.client = client
         self.payload = payload
         self.poll_interval = poll_interval
-        self.output = Path(request.output)
-        self.journal = Journal(self.output)
+        self.outputs = Outputs(request.output)
+        self.state = state_root(request, state_dir)
+        self.journal = Journal(self.state)
+        self._environ = environ
+        self._secrets: list[dict[str, Any]] | None = None
         self.tasks = self._tasks()
+
+    @property
+    def secrets(self) -> list[dict[str, Any]]:
+        """The Secrets sent with every ``/create`` (the S3 credentials of an S3 output);
+        built when first needed, so ``cancel`` and ``status`` need no credentials."""
+        if self._secrets is None:
+            environ = os.environ if self._environ is None else self._environ
+            self._secrets = [s3_secret(self.request, environ)] if self.outputs.remote else []
+        return self._secrets
 
     def _tasks(self) -> list[Task]:
         r, p = self.request, self.payload
         tasks = [
-            Task(job.key, job.events, Path(job.directory), functools.partial(_job_pod, r, job, p))
+            Task(
+                job.key,
+                job.events,
+                self.state / "jobs" / job.key,
+                job.directory,
+                functools.partial(_job_pod, r, job, p),
+            )
             for job in plan_jobs(r)
         ]
         if r.reference.events > 0:
@@ -133,7 +157,8 @@ class Production:
                 Task(
                     "reference",
                     0,
-                    self.output / "reference",
+                    self.state / "reference",
+                    self.outputs.url("reference"),
                     lambda attempt: build_reference_pod(r, attempt, p),
                 )
             )
@@ -151,6 +176,7 @@ class Production:
 
     def run(self, on_update: Callable[[Snapshot], None] | None = None) -> Snapshot:
         """Submit what is missing, follow it, retry failures; returns the final counts."""
+        _ = self.secrets  # no credentials for an S3 output: fail before any submission
         snap = self.snapshot()
         snap.events_at_start = snap.events_done
         todo = {t.key: t for t in self.tasks if not t.done_file.exists()}
@@ -219,7 +245,7 @@ class Production:
             name=pod["metadata"]["name"],
             uid=pod["metadata"]["uid"],
         )
-        self.client.create(pod)
+        self.client.create(pod, self.secrets)
         active[pod["metadata"]["uid"]] = (task, attempt, pod)
 
     def _finish(
@@ -245,15 +271,20 @@ class Production:
             self.client.delete(pod)
         if phase != "Succeeded":
             return
-        files = [p for p in attempt_dir.rglob("*") if p.is_file() and "logs" not in p.parts]
+        # what the attempt wrote (the logs beside it, for a directory output, are not output)
+        files = {
+            name: size
+            for name, size in self.outputs.sizes(f"{task.output}/a{attempt}").items()
+            if name.split("/", 1)[0] != "logs"
+        }
         record = {
             "key": task.key,
             "attempt": attempt,
             "events": task.events,
             "pod": pod["metadata"]["name"],
             "container_seconds": seconds,
-            "bytes": sum(p.stat().st_size for p in files),
-            "ntuple_bytes": sum(p.stat().st_size for p in files if p.name == "ntuple.root"),
+            "bytes": sum(files.values()),
+            "ntuple_bytes": files.get("ntuple.root", 0),
             "args": {
                 c["name"]: c["args"] for c in spec.get("initContainers", []) + spec["containers"]
             },
@@ -285,14 +316,24 @@ class Production:
 
         records = self.done_records()
         chunks = [
-            self.output / "jobs" / r["key"] / f"a{r['attempt']}" / "ntuple.root"
+            self.outputs.url("jobs", r["key"], f"a{r['attempt']}", "ntuple.root")
             for r in records
             if r["key"] != "reference"
         ]
-        merged = self.output / "ntuple.root"
-        candidates = merge_ntuples(chunks, merged)
-        record = provenance(self.request, records, merged, candidates, self.journal)
-        (self.output / "provenance.json").write_text(json.dumps(record, indent=2, default=str))
+        # merged in the state directory (the output directory itself, or a local one for S3:
+        # uproot writes a seekable local file), then renamed or uploaded whole
+        self.state.mkdir(parents=True, exist_ok=True)
+        local = self.state / "ntuple.root.merging"
+        candidates = merge_ntuples(chunks, local, self.outputs)
+        merged = self.outputs.url("ntuple.root")
+        merged_bytes = local.stat().st_size
+        self.outputs.put(local, merged)
+        record = provenance(
+            self.request, records, merged, candidates, self.journal, merged_bytes=merged_bytes
+        )
+        text = self.state / "provenance.json.writing"
+        text.write_text(json.dumps(record, indent=2, default=str))
+        self.outputs.put(text, self.outputs.url("provenance.json"))
         return record
 
     def cancel(self) -> int:

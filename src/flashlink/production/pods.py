@@ -111,6 +111,10 @@ def _container(
     mounts: list[dict[str, Any]],
 ) -> dict[str, Any]:
     cpu = request.resources.cpu
+    extra: dict[str, Any] = {}
+    if request.output.startswith("s3://"):
+        # the S3 endpoint and credentials: the Secret the driver sends with /create
+        extra["envFrom"] = [{"secretRef": {"name": f"{request.name}-s3"}}]
     env = {
         "MPLCONFIGDIR": "/tmp",  # noqa: S108 - matplotlib cache in the container
         "OMP_NUM_THREADS": "1",
@@ -122,6 +126,7 @@ def _container(
         "command": [payload.command],
         "args": args,
         "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
+        **extra,
         "resources": {
             "requests": {"cpu": cpu, "memory": request.resources.memory},
             "limits": {"cpu": cpu, "memory": request.resources.memory},
