@@ -1,4 +1,4 @@
-"""The commands: `flashlink plugin serve|config` and `flashlink demo` (the README's main job)."""
+"""The commands: `flashlink plugin serve|config|demo` (demo: one sample Pod through the plugin)."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def test_the_demo_runs_a_pod_through_the_plugin(
     assert isinstance(svc, Service)
     env = dict(os.environ)
     env["PATH"] = f"{Path(svc[runtime.upper()]).parent}:{env['PATH']}"
-    out = _flashlink("demo", "--runtime", runtime, env=env)
+    out = _flashlink("plugin", "demo", "--runtime", runtime, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
     assert "POST /create   -> 200" in text
@@ -109,7 +109,7 @@ def test_the_demo_names_the_missing_runtime_and_the_setup_command(
     env = dict(os.environ)
     env["PATH"] = str(FLASHLINK.parent)  # the venv only: no apptainer, no podman
     env["FLASHLINK_CI_CACHE"] = str(tmp_path)  # and no CI-installed wrapper
-    out = _flashlink("demo", "--runtime", runtime, env=env, timeout=120)
+    out = _flashlink("plugin", "demo", "--runtime", runtime, env=env, timeout=120)
     assert out.returncode == 2
     assert f"{runtime} is not installed here: run `./dev setup {runtime}`" in " ".join(
         out.stderr.split()

@@ -28,6 +28,7 @@ app.add_typer(images_app)
 app.add_typer(sim_app)
 app.add_typer(plugin_app)
 app.add_typer(production_app)
+# the README's main job: a small production here (the plugin-only walk-through: plugin demo)
 app.command("demo")(demo)
 
 

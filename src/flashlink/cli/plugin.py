@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from flashlink.cli.plugin_demo import demo as _pod_demo
 from flashlink.errors import FlashlinkError
 
 app = typer.Typer(
@@ -165,3 +166,7 @@ def show_config(
         site: settings.render_config(site).model_dump(mode="json") for site in settings.site_names()
     }
     typer.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+# One sample Pod through the plugin as interLink sends it; `flashlink demo` is the production.
+app.command("demo")(_pod_demo)

@@ -1,4 +1,5 @@
-"""``flashlink demo``: the plugin on this machine, and one Pod through it as interLink sends it.
+"""``flashlink plugin demo``: the plugin on this machine, and one Pod through it as interLink
+sends it (``flashlink demo`` is the production demo, :mod:`flashlink.cli.demo`).
 
 Starts the plugin (local backend) on a free loopback port, POSTs a sample Pod from
 ``examples/pods/`` to ``/create`` with its ConfigMaps attached per container (interLink's
@@ -189,7 +190,7 @@ def _serve(config: Any) -> tuple[Any, threading.Thread]:
     from flashlink.plugin import make_server  # noqa: PLC0415 - the web stack, only here
 
     server = make_server(config, log_level="error")
-    thread = threading.Thread(target=server.run, name="flashlink-demo-plugin", daemon=True)
+    thread = threading.Thread(target=server.run, name="flashlink-plugin-demo", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
     while not server.started:
@@ -242,7 +243,9 @@ def _describe(
     objects = {
         o["metadata"]["name"] for e in request["container"] for o in e["configMaps"] + e["secrets"]
     }
-    _out.print("[bold]flashlink demo[/bold]: the interLink plugin on this machine's local backend")
+    _out.print(
+        "[bold]flashlink plugin demo[/bold]: the interLink plugin on this machine's local backend"
+    )
     _out.print(f"  runtime  {runtime} ({executable})", highlight=False)
     for ref in sorted({c.get("image", "") for c in _containers(pod)}):
         local = overrides.get(ref, "pulled from its registry")
@@ -307,7 +310,7 @@ def _run(runtime: str, pod_file: Path, image_map: list[str], timeout: float, kee
     _describe(
         runtime, executable, pod_file=pod_file, request=request, overrides=overrides, note=note
     )
-    state_dir = Path(tempfile.mkdtemp(prefix="flashlink-demo-"))
+    state_dir = Path(tempfile.mkdtemp(prefix="flashlink-plugin-demo-"))
     port = _free_port()
     render: dict[str, Any] = {"runtime": runtime, runtime: {"executable": executable}}
     if overrides:

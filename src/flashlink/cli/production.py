@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from flashlink.cli.demo import find_runtime
+from flashlink.cli.plugin_demo import find_runtime
 from flashlink.errors import FlashlinkError
 
 app = typer.Typer(name="production", help="Run flash-simulation productions.", no_args_is_help=True)
@@ -321,55 +321,3 @@ def snakefile(
     if binds:
         run += ["--flashlink-bind", ":".join(binds)]
     _out.print(f"wrote {path}\nrun it with:\n  {shlex.join(run)}", highlight=False)
-
-
-def _demo_request(output: Path, events: int, simulation: str) -> dict[str, object]:
-    return {
-        "name": "demo-bu2jpsik",
-        "event": {"kind": "gun", "channel": "Bu2JpsiK"},
-        "events": events,
-        "events_per_job": max(1, -(-events // 4)),
-        "simulation": simulation,
-        "seed": 1,
-        "site": "local",
-        "resources": {"cpu": "1", "memory": "1Gi"},
-        "output": str(output),
-        # the report compares the flash models with the detailed simulation
-        "reference": {"events": 200 if simulation == "flash" else 0},
-        "retries": 1,
-    }
-
-
-@app.command()
-def demo(
-    *,
-    output: Annotated[
-        Path | None, typer.Option(help="output directory (default: a new one under /tmp)")
-    ] = None,
-    events: Annotated[int, typer.Option(min=1, help="particle-gun B+ -> J/psi K+ events")] = 400,
-    simulation: Annotated[str, typer.Option(help="flash or detailed")] = "detailed",
-    runtime: Annotated[str, typer.Option(help="apptainer or podman")] = "apptainer",
-) -> None:
-    """A small production on this machine with the embedded defaults (local plugin, the CI
-    payload image, this installation bound in): writes the request and runs it."""
-    import tempfile  # noqa: PLC0415
-
-    import yaml  # noqa: PLC0415
-
-    out = output or Path(tempfile.mkdtemp(prefix="flashlink-production-"))
-    out = out.resolve()
-    request_file = out / "request.yaml"
-    out.mkdir(parents=True, exist_ok=True)
-    request_file.write_text(yaml.safe_dump(_demo_request(out, events, simulation), sort_keys=False))
-    _out.print(f"request: {request_file}", highlight=False)
-    run(
-        request_file,
-        plugin=None,
-        token_env="FLASHLINK_PLUGIN_TOKEN",  # noqa: S106 - the name of a variable
-        runtime=runtime,
-        image_map=None,
-        flashlink_command=None,
-        bind_software=True,
-        cpus=None,
-        poll_interval=1.0,
-    )
