@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["PluginClient", "pod_phase"]
+__all__ = ["PluginClient", "create_body", "pod_phase"]
 
 from collections.abc import Sequence
 from typing import Any
@@ -10,6 +10,26 @@ from typing import Any
 import httpx
 
 from flashlink.production.errors import PluginCallError
+
+
+def create_body(pod: dict[str, Any], secrets: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The ``/create`` body for ``pod``: each container entry carries the ``secrets`` it reads
+    with ``envFrom.secretRef``, as interLink attaches a container's Secrets."""
+    spec = pod["spec"]
+    by_name = {s["metadata"]["name"]: s for s in secrets}
+    entries = []
+    for c in spec.get("initContainers", []) + spec["containers"]:
+        refs = [e["secretRef"]["name"] for e in c.get("envFrom", []) if "secretRef" in e]
+        entries.append(
+            {
+                "name": c["name"],
+                "configMaps": [],
+                "secrets": [by_name[r] for r in refs if r in by_name],
+                "projectedvolumemaps": None,
+                "emptyDirs": None,
+            }
+        )
+    return {"pod": pod, "container": entries}
 
 
 def pod_phase(status: dict[str, Any]) -> str:
@@ -53,23 +73,8 @@ class PluginClient:
         return answer
 
     def create(self, pod: dict[str, Any], secrets: Sequence[dict[str, Any]] = ()) -> None:
-        """Create one pod, attaching ``secrets`` to every container that reads them
-        (``envFrom.secretRef``), as interLink attaches a container's Secrets."""
-        spec = pod["spec"]
-        by_name = {s["metadata"]["name"]: s for s in secrets}
-        entries = []
-        for c in spec.get("initContainers", []) + spec["containers"]:
-            refs = [e["secretRef"]["name"] for e in c.get("envFrom", []) if "secretRef" in e]
-            entries.append(
-                {
-                    "name": c["name"],
-                    "configMaps": [],
-                    "secrets": [by_name[r] for r in refs if r in by_name],
-                    "projectedvolumemaps": None,
-                    "emptyDirs": None,
-                }
-            )
-        self._call("POST", "/create", {"pod": pod, "container": entries})
+        """Create one pod with the Secrets its containers read."""
+        self._call("POST", "/create", create_body(pod, secrets))
 
     def status(self, pods: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Statuses by pod UID, in one call whatever the number of pods."""

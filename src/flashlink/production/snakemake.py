@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from flashlink.production.errors import ProductionError
 from flashlink.production.pods import (
     NAMESPACE,
     SITE_KEY,
@@ -182,6 +183,13 @@ def _mem_mb(request: ProductionRequest) -> int:
 
 def write_snakefile(request: ProductionRequest, payload: PayloadSettings) -> Path:
     """Write ``<output>/Snakefile``; the output directory is the workflow's workdir."""
+    if "://" in request.output:
+        # Snakemake's workdir is a directory; objects go through its storage plugins instead
+        raise ProductionError(
+            f"output {request.output}: the generated Snakefile runs in a directory; give one, "
+            "or run it with --default-storage-provider s3 --default-storage-prefix "
+            f"{request.output} (snakemake-storage-plugin-s3), or use `flashlink production run`"
+        )
     out = Path(request.output)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "Snakefile"
