@@ -30,8 +30,8 @@ def _request(out: Path, **changes: Any) -> dict[str, Any]:
         "event": {"kind": "gun", "channel": "Bu2JpsiK"},
         "events": 200,
         "events_per_job": 100,
-        # the shipped flash model set is not in the package yet: the jobs run the detailed
-        # simulation, the same generate -> simulate -> ntuple chain
+        # the detailed simulation here (resumption, retries, cancel), so both simulation steps
+        # run in CI; test_flash.py runs the default, flash, with the validation report
         "simulation": "detailed",
         "seed": 1000,
         "output": str(out / "prod"),
