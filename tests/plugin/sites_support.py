@@ -92,24 +92,37 @@ class SitePlugin:
 
 
 def start_site_plugin(
-    site: Service, apptainer: Service, tmp: Path, shared: Path, **extra: Any
+    site: Service,
+    runtime: Service,
+    tmp: Path,
+    shared: Path,
+    *,
+    renders: dict[str, dict[str, Any]] | None = None,
+    backend: dict[str, Any] | None = None,
+    **extra: Any,
 ) -> SitePlugin:
+    """The plugin with ``[render]`` for ``runtime`` and the site ``site.name`` (the default),
+    plus one more site of the same scheduler per entry of ``renders``: its name and its
+    ``[sites.NAME.render]``. ``backend`` goes over :func:`backend_table` for all of them."""
     sync = shared / "sync"
     sync.mkdir(mode=0o777)
     sync.chmod(0o777)
     jobs_dir = shared / "jobs"
+    sites = {
+        name: {
+            "kind": site.name,
+            "jobs_dir": str(jobs_dir),
+            "reconcile_interval": 0.5,
+            "backend": {**backend_table(site), **(backend or {})},
+            "render": render,
+        }
+        for name, render in {site.name: {}, **(renders or {})}.items()
+    }
     config = plugin_config(
         tmp / "state",
-        apptainer,
+        runtime,
         sync,
-        sites={
-            site.name: {
-                "kind": site.name,
-                "jobs_dir": str(jobs_dir),
-                "reconcile_interval": 0.5,
-                "backend": backend_table(site),
-            }
-        },
+        sites=sites,
         default_site=site.name,
         **extra,
     )
@@ -137,16 +150,15 @@ def sync_pod(
         if init is not None
         else []
     )
-    made = pod(
+    return pod(
         uid(n, 0x5173),
         name,
         [container("main", script, volumeMounts=mount, resources=RESOURCES)],
         init=inits,
         volumes=[{"name": "sync", "hostPath": {"path": str(sync), "type": "Directory"}}],
         annotations=annotations,
+        **spec,
     )
-    made["spec"].update(spec)  # support.pod takes **spec but does not use it
-    return made
 
 
 def waits_for(sync: Path, name: str, first: str, last: str) -> str:

@@ -24,11 +24,18 @@ from typing import Any, cast
 import httpx
 from fastapi import FastAPI
 
+from flashlink.kube import PodSpec
 from flashlink.plugin import Plugin, PluginConfig, make_server
 from servicekit import Service
 
 IMAGE = "busybox:1.36"
 FLASHLINK = Path(sys.executable).with_name("flashlink")
+# what pod(**spec) may set: the PodSpec fields flashlink reads, but those pod() takes itself
+_SPEC_FIELDS = {f.alias or n for n, f in PodSpec.model_fields.items()} - {
+    "containers",
+    "initContainers",
+    "volumes",
+}
 
 
 def free_port() -> int:
@@ -90,8 +97,19 @@ def pod(
     annotations: Mapping[str, str] | None = None,
     **spec: Any,
 ) -> dict[str, Any]:
-    """A Pod as the virtual kubelet sends it (metadata, spec, status)."""
-    return {
+    """A Pod as the virtual kubelet sends it (metadata, spec, status).
+
+    ``spec`` sets more PodSpec fields by their JSON names (``activeDeadlineSeconds=60``); a
+    name flashlink does not read is refused rather than dropped, so a typo cannot make a test
+    pass without the field it meant to send.
+    """
+    unknown = sorted(set(spec) - _SPEC_FIELDS)
+    if unknown:
+        raise TypeError(
+            f"pod(): unknown PodSpec field(s) {', '.join(unknown)}; "
+            f"valid: {', '.join(sorted(_SPEC_FIELDS))}"
+        )
+    made: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
@@ -113,6 +131,8 @@ def pod(
         },
         "status": {"phase": "Pending"},
     }
+    made["spec"].update(spec)
+    return made
 
 
 def create_request(

@@ -8,6 +8,9 @@ slurmctld under a running, a pending and a new pod.
 
 from __future__ import annotations
 
+import json
+import pwd
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +21,7 @@ import pytest
 from flashlink.backends._htcondor_submit import SCRIPT
 from plugin.sites_support import (
     SitePlugin,
+    backend_table,
     in_pool,
     scontrol,
     start_site_plugin,
@@ -26,7 +30,7 @@ from plugin.sites_support import (
     sync_pod,
     waits_for,
 )
-from plugin.support import create_request, state_of, vk_phase
+from plugin.support import IMAGE, create_request, state_of, vk_phase
 from servicekit import Service
 
 SITES = [
@@ -284,3 +288,123 @@ def test_a_stopped_schedd_gives_503_and_waiting_reasons_and_nothing_is_lost(
         if stopped:
             in_pool(htcondor, "condor_on", "-daemon", "schedd")
         site.close()
+
+
+# Podman prints pull progress and warnings (cgroups v1 deprecated, "/" not a shared mount) on
+# the stderr it shares with the container: without these flags they land in the pod's log.
+_QUIET_PODMAN = ["--quiet", "--log-level=error"]
+# Slurm's smallest --time is 1 minute and slurmctld checks time limits every 30 s: a job of
+# --time=1 is killed 60-90 s after it started. HTCondor's periodic_hold held a job 12 s after
+# a 5 s deadline (docs/sites.md).
+# (activeDeadlineSeconds, how long the container outlives it): the container must still run
+# when the scheduler acts, at most 90 s (Slurm) and 12 s (HTCondor) after its deadline
+_OVERRUN = {"slurm": (60, 150), "htcondor": (5, 40)}
+_BOTH = [pytest.mark.podman, pytest.mark.apptainer]
+TWO_RUNTIME_SITES = [
+    pytest.param("slurm", marks=[pytest.mark.slurm, *_BOTH], id="slurm"),
+    pytest.param("htcondor", marks=[pytest.mark.htcondor, *_BOTH], id="htcondor"),
+]
+
+
+def _podman_render(site: str, podman: Service, shared: Path) -> dict[str, Any]:
+    """``[sites.NAME.render]``: Podman on this site, while ``[render]`` says Apptainer."""
+    if site == "slurm":
+        # jobs run on this host as the CI user, whose store holds the test image
+        executable, image = podman["PODMAN"], podman["TEST_IMAGE_PODMAN"]
+    else:
+        # jobs run in the pool's own root (trixie's podman 5.4), whose store is not the host's:
+        # the image comes as an OCI archive on the shared filesystem (0.7 s per container)
+        archive = shared / "test-image.oci.tar"
+        subprocess.run(
+            [podman["PODMAN"], "save", "-q", "--format", "oci-archive", "-o", str(archive),
+             podman["TEST_IMAGE_PODMAN"]],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        archive.chmod(0o644)
+        executable, image = "podman", f"oci-archive:{archive}"
+    return {
+        "runtime": "podman",
+        "podman": {"executable": executable, "extra_flags": _QUIET_PODMAN},
+        "images": {"overrides": {IMAGE: image}},
+    }
+
+
+@pytest.fixture(params=TWO_RUNTIME_SITES)
+def two_runtimes(
+    request: pytest.FixtureRequest,
+    apptainer: Service,
+    podman: Service,
+    tmp_path: Path,
+    shared_tmp: Path,
+) -> Iterator[SitePlugin]:
+    """One scheduler behind two sites: NAME with ``[render]``'s Apptainer, NAME-podman with
+    Podman chosen in its own ``[sites.NAME-podman.render]``; no time margin on either."""
+    svc = request.getfixturevalue(request.param)
+    assert isinstance(svc, Service)
+    running = start_site_plugin(
+        svc,
+        apptainer,
+        tmp_path,
+        shared_tmp,
+        renders={f"{svc.name}-podman": _podman_render(svc.name, podman, shared_tmp)},
+        # the scheduler's limit is the pod's deadline (Slurm: --time=1)
+        backend={"walltime_margin_seconds": 0},
+    )
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def _on_site(p: dict[str, Any], site: str) -> dict[str, Any]:
+    p["spec"]["tolerations"].append(
+        {"key": "pool.vk.io", "operator": "Equal", "value": site, "effect": "NoSchedule"}
+    )
+    return p
+
+
+def test_podman_pods_and_a_time_limit_inside_batch_jobs(two_runtimes: SitePlugin) -> None:
+    """Podman, chosen per site, runs pods as the job user while, beside them, a pod that
+    ignores its deadline is ended by the scheduler's own limit (Slurm TIMEOUT, HTCondor's
+    deadline hold): the one slow part (60-90 s on Slurm) overlaps the rest."""
+    site, name = two_runtimes, two_runtimes.name
+    sync = site.sync
+    # TERM ignored and a long grace period: the job script's own deadline cannot end it
+    overrun = sync_pod(
+        60,
+        "overrun",
+        sync,
+        f"trap '' TERM; echo up; sleep {_OVERRUN[name][1]}",
+        activeDeadlineSeconds=_OVERRUN[name][0],
+        terminationGracePeriodSeconds=600,
+    )
+    init = f"id -u; touch {sync / 'made-by-init'}"
+    ok = sync_pod(61, "ok", sync, waits_for(sync, "go", "start", "end"), init=init)
+    bad = sync_pod(62, "bad", sync, "echo oops >&2; exit 3")
+    overrun_jid = _create(site, overrun)
+    for p in (ok, bad):
+        _create(site, _on_site(p, f"{name}-podman"))
+
+    site.client.wait(ok, _running, timeout=TIMEOUT)
+    _wait_logs(site, ok, "start\n")  # live, while the container runs
+    # root in the container's user namespace, the unprivileged job user outside it
+    assert site.client.logs(ok, "prepare").text == "0\n"
+    job_user = pwd.getpwnam(backend_table(site.site)["job_user"])
+    assert (sync / "made-by-init").stat().st_uid == job_user.pw_uid
+    (sync / "go").touch()
+    done = {p["metadata"]["name"]: site.client.finished(p, TIMEOUT) for p in (ok, bad)}
+    assert vk_phase(done["ok"]) == "Succeeded", done["ok"]
+    assert site.client.logs(ok, "main").text == "start\nend\n"
+    assert vk_phase(done["bad"]) == "Failed"
+    assert _terminated(done["bad"], "main")["exitCode"] == 3
+    assert site.client.logs(bad, "main").text == "oops\n"
+
+    status = site.client.finished(overrun, timeout=150)
+    assert vk_phase(status) == "Failed", json.dumps(status, indent=1)
+    term = _terminated(status, "main")
+    assert term["reason"] == "DeadlineExceeded", status
+    assert site.client.logs(overrun, "main").text == "up\n"
+    if name == "slurm":
+        assert "JobState=TIMEOUT" in scontrol(site.site, "show", "job", overrun_jid)
+    else:
+        assert "subcode 4747" in term.get("message", ""), status

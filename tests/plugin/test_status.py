@@ -118,3 +118,31 @@ def test_waiting_and_rejected_statuses() -> None:
         assert c["state"]["terminated"]["exitCode"] == 1
         assert c["state"]["terminated"]["message"] == "quota exceeded"
     PodStatus.model_validate(json.loads(status_json(rejected)))
+
+
+def test_a_pod_past_its_deadline_never_reads_succeeded() -> None:
+    # the records of containers that exited 0 after the scheduler's limit (an HTCondor deadline
+    # hold, Slurm TIMEOUT) beside the scheduler's verdict
+    done = {
+        name: _rec(name, "terminated", exitCode=0, reason="Completed", finishedAt=T1)
+        for name in ("init", "a", "b")
+    }
+    job = JobState(
+        "42", JobPhase.FAILED, reason="DeadlineExceeded", message="held: ran past", exit_code=None
+    )
+    status = pod_status(INFO, job, done)
+    assert phase_of(status) == "Failed"
+    assert status["initContainers"][0]["state"]["terminated"]["reason"] == "Completed"
+    for c in status["containers"]:
+        term = c["state"]["terminated"]
+        assert (term["exitCode"], term["reason"]) == (1, "DeadlineExceeded")
+        assert term["message"] == "held: ran past; the container itself exited 0 after that"
+        assert term["finishedAt"] == T1
+    # a pod that already reads Failed keeps every record as it is
+    failed = {**done, "b": _rec("b", "terminated", exitCode=2, reason="Error", finishedAt=T1)}
+    status = pod_status(INFO, job, failed)
+    a, b = (c["state"]["terminated"] for c in status["containers"])
+    assert (a["exitCode"], a["reason"], b["exitCode"]) == (0, "Completed", 2)
+    # any other failure of the job leaves successful records alone
+    other = JobState("42", JobPhase.FAILED, reason="Cancelled")
+    assert phase_of(pod_status(INFO, other, done)) == "Succeeded"

@@ -12,7 +12,8 @@ written for it:
   until the script has written one);
 - an ended job: the records, and every container without a ``terminated`` record is reported
   terminated with the job's exit code and reason (killed, cancelled, lost), never left running
-  or waiting, so the pod always reaches Succeeded or Failed.
+  or waiting, so the pod always reaches Succeeded or Failed;
+- a job the scheduler ended at its time limit (``DeadlineExceeded``) never reads Succeeded.
 
 Statuses are built as wire dicts (the keys of ``kube.PodStatus``/``v1.ContainerStatus``), not
 pydantic models: the reconciler builds one per changed pod, thousands after a restart, and a
@@ -171,7 +172,29 @@ def pod_status(info: PodInfo, job: JobState, records: Mapping[str, ContainerStat
                 started=started,
                 finished=_time(job.finished_at),
             )
+    if phase is JobPhase.FAILED and job.reason == "DeadlineExceeded":
+        _deadline_is_a_failure(info, job, make)
     return _status(info, make)
+
+
+def _deadline_is_a_failure(info: PodInfo, job: JobState, make: dict[str, Wire]) -> None:
+    """A pod the scheduler ended at its time limit reads Failed, as Kubernetes marks a pod past
+    activeDeadlineSeconds, even when its containers' records say they exited 0: measured, a
+    container ignoring SIGTERM outlived an HTCondor deadline hold and then exited 0, and under
+    Slurm's TIMEOUT the podman client, signalled with the whole job, exited 0. The main
+    containers that report success then carry the deadline, their own exit code kept in the
+    message."""
+    every = [make[name] for name, _ in (*info.init, *info.main)]
+    if any(w["state"].get("terminated", {}).get("exitCode") != 0 for w in every):
+        return  # the pod already reads Failed
+    for name, _ in info.main:
+        term = make[name]["state"]["terminated"]
+        why = job.message or "the scheduler ended the job at its time limit"
+        term.update(
+            exitCode=job.exit_code or 1,
+            reason="DeadlineExceeded",
+            message=f"{why}; the container itself exited 0 after that",
+        )
 
 
 def phase_of(status: Mapping[str, Any]) -> str:
