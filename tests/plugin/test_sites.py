@@ -408,3 +408,63 @@ def test_podman_pods_and_a_time_limit_inside_batch_jobs(two_runtimes: SitePlugin
         assert "JobState=TIMEOUT" in scontrol(site.site, "show", "job", overrun_jid)
     else:
         assert "subcode 4747" in term.get("message", ""), status
+
+
+def _system_site(site: SitePlugin) -> dict[str, Any]:
+    r = site.client.http.get("/system-info")
+    assert r.status_code == 200, r.text
+    info: dict[str, Any] = r.json()["sites"][site.name]
+    return info
+
+
+@pytest.mark.htcondor
+@pytest.mark.apptainer
+def test_the_schedd_stopped_under_a_running_pod_which_ends_meanwhile(
+    htcondor: Service, apptainer: Service, tmp_path: Path, shared_tmp: Path
+) -> None:
+    """``condor_off -fast``: the schedd goes at once and its running job stays on the execute
+    node (job lease, 40 min by default), which reconnects when the schedd is back (measured:
+    the job stayed Busy on its slot all along). The pod ends while the schedd is away."""
+    site = start_site_plugin(htcondor, apptainer, tmp_path, shared_tmp, create_timeout=40)
+    sync = site.sync
+    stopped = False
+    try:
+        p = sync_pod(56, "through", sync, waits_for(sync, "go-o", "start", "end"))
+        jid = _create(site, p)
+        site.client.wait(p, _running, timeout=TIMEOUT)
+        _wait_logs(site, p, "start\n")
+
+        in_pool(htcondor, "condor_off", "-fast", "-daemon", "schedd")
+        stopped = True
+        new = sync_pod(57, "new-o", sync, "echo new")
+        r = site.create(create_request(new))
+        assert r.status_code == 503, r.text
+        assert "advertises no schedd" in r.text, r.text  # the pool's own answer, and what to do
+        deadline = time.monotonic() + 30
+        while (info := _system_site(site))["reachable"]:
+            assert time.monotonic() < deadline, info
+            time.sleep(0.2)
+        assert "advertises no schedd" in info["error"], info
+        assert _running(site.client.status(p) or {})  # a running pod keeps its state
+        (sync / "go-o").touch()  # it ends while the schedd is away
+        time.sleep(3)
+
+        in_pool(htcondor, "condor_on", "-daemon", "schedd")
+        stopped = False
+        deadline = time.monotonic() + 90
+        while (r := site.create(create_request(new))).status_code == 503:  # interLink retries
+            assert time.monotonic() < deadline, r.text
+            time.sleep(1)
+        assert r.status_code == 200, r.text
+        status = site.client.finished(p, TIMEOUT)
+        assert vk_phase(status) == "Succeeded", status
+        assert status["JID"] == jid
+        assert site.client.logs(p, "main").text == "start\nend\n"  # ran once, all of it
+        assert vk_phase(site.client.finished(new, TIMEOUT)) == "Succeeded"
+        assert site.client.logs(new, "main").text == "new\n"
+        assert len(site.client.status_raw([p, new]).json()) == 2
+        assert _system_site(site)["reachable"]
+    finally:
+        if stopped:
+            in_pool(htcondor, "condor_on", "-daemon", "schedd")
+        site.close()
