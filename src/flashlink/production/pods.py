@@ -32,6 +32,7 @@ from pydantic import BaseModel
 from flashlink.kube import Pod, parse_pod
 from flashlink.production.errors import ProductionError
 from flashlink.production.request import ProductionRequest
+from flashlink.production.storage import is_s3, s3_secret_name
 
 SITE_KEY = "pool.vk.io"
 NAMESPACE = "flashlink"
@@ -112,9 +113,9 @@ def _container(
 ) -> dict[str, Any]:
     cpu = request.resources.cpu
     extra: dict[str, Any] = {}
-    if request.output.startswith("s3://"):
+    if is_s3(request):
         # the S3 endpoint and credentials: the Secret the driver sends with /create
-        extra["envFrom"] = [{"secretRef": {"name": f"{request.name}-s3"}}]
+        extra["envFrom"] = [{"secretRef": {"name": s3_secret_name(request)}}]
     env = {
         "MPLCONFIGDIR": "/tmp",  # noqa: S108 - matplotlib cache in the container
         "OMP_NUM_THREADS": "1",
@@ -145,7 +146,7 @@ def _pod(  # noqa: PLR0917 - private, called twice
 ) -> dict[str, Any]:
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
-    if not request.output.startswith("s3://"):
+    if not is_s3(request):
         volumes.append(
             {"name": "output", "hostPath": {"path": request.output, "type": "DirectoryOrCreate"}}
         )

@@ -21,6 +21,7 @@ from __future__ import annotations
 __all__ = [
     "S3_ENV",
     "Outputs",
+    "is_s3",
     "s3_secret",
     "s3_secret_name",
     "state_root",
