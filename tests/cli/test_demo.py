@@ -63,7 +63,7 @@ def test_bad_options_are_refused(args: list[str], message: str, tmp_path: Path) 
 
 @pytest.mark.apptainer
 @pytest.mark.payload
-def test_the_demo_produces_an_ntuple_and_a_report(payload: Service, shared_tmp: Path) -> None:
+def test_the_demo_produces_an_ntuple_and_resumes(payload: Service, shared_tmp: Path) -> None:
     import uproot
 
     env = dict(os.environ, COLUMNS="200")
