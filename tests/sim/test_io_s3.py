@@ -82,6 +82,9 @@ def test_generate_simulate_ntuple_on_s3(s3: Service, bucket: str, tmp_path: Path
         ("detailed", f"{base}/events.hepmc3", f"{base}/from-hepmc", "--seed", "3"),
         ("detailed", f"{base}/events.parquet", f"{base}/detailed", "--seed", "3"),
         ("ntuple", f"{base}/detailed", f"{base}/ntuple", "--format", "root,parquet"),
+        # the report is a directory written locally and uploaded (a sample against itself:
+        # only the I/O is under test here; --no-plots keeps it to ~15 CPU-s)
+        ("validate", f"{base}/detailed", f"{base}/detailed", f"{base}/report", "--no-plots"),
     ]
     for step in steps:
         done = _sim(*step, cwd=tmp_path)
@@ -90,6 +93,8 @@ def test_generate_simulate_ntuple_on_s3(s3: Service, bucket: str, tmp_path: Path
     keys = _keys(s3, bucket, "chain/")
     for name in ("events.hepmc3", "events.parquet", "ntuple.root", "ntuple.parquet"):
         assert keys.get(f"chain/{name}", 0) > 0, keys
+    assert keys.get("chain/report/index.html", 0) > 0, keys
+    assert keys.get("chain/report/metrics.json", 0) > 0, keys
     for table in ("tracks", "particles", "pvs"):
         assert keys.get(f"chain/detailed/{table}.parquet", 0) > 0, keys
     # the same events through HepMC3 and Parquet: the same number of generated particles
