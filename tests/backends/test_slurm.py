@@ -478,6 +478,39 @@ def test_a_refused_job_cancels_the_rest_of_its_batch(slurm: Service, shared_tmp:
 
 
 @pytest.mark.slurm
+def test_squeue_looks_for_known_keys_once_and_never_adopts_a_cancelled_job(
+    slurm: Service, shared_tmp: Path
+) -> None:
+    config = slurm_config(slurm, sbatch_flags=("--hold",), submit_concurrency=1)
+    first = SlurmBackend("hpc", config)
+    old = fake_job(shared_tmp / "old", str(uuid.uuid4()))
+    (old_id,) = first.submit([old])
+    # a new plugin process (after a crash): its first submit asks squeue, then only sbatch
+    backend = SlurmBackend("hpc", config)
+    new = [fake_job(shared_tmp / f"n{i}", str(uuid.uuid4())) for i in range(2)]
+    before = backend.commands
+    ids = backend.submit([old, new[0]])
+    assert ids[0] == old_id
+    assert backend.commands - before == 2  # squeue + one sbatch
+    before = backend.commands
+    assert backend.submit([new[1]]) != ids[1:]
+    assert backend.submit([new[0]]) == ids[1:]  # known: the same job, no command at all
+    assert backend.commands - before == 1
+    # the good job of a refused batch is cancelled; submitted again, it is a new job
+    good = fake_job(shared_tmp / "good", str(uuid.uuid4()))
+    bad = fake_job(shared_tmp / "bad", str(uuid.uuid4()), options={FLAGS_ANNOTATION: "-p nope"})
+    with pytest.raises(SubmitError):
+        backend.submit([good, bad])
+    (again,) = SlurmBackend("hpc", config).submit([good])  # squeue sees it CANCELLED
+    (again2,) = backend.submit([good])
+    assert again != again2  # neither adopted the cancelled job (nor each other's: no squeue)
+    backend.cancel(old_id)
+    assert backend.submit([old]) != [old_id]  # nor one it cancelled itself
+    scancel = ["scancel", "--user", slurm["SLURM_SUBMIT_USER"]]
+    subprocess.run(scancel, env={**os.environ, "SLURM_CONF": slurm["SLURM_CONF"]}, check=True)
+
+
+@pytest.mark.slurm
 def test_invalid_annotations_fail_before_anything_is_submitted(
     slurm_backend: SlurmBackend, shared_tmp: Path
 ) -> None:
