@@ -441,6 +441,35 @@ def test_a_held_job_fails_after_the_configured_time(htcondor: Service, shared_tm
 
 
 @pytest.mark.htcondor
+def test_the_queue_is_asked_for_known_keys_once_and_a_removed_job_is_not_adopted(
+    htcondor: Service, shared_tmp: Path
+) -> None:
+    config = condor_config(htcondor, submit_commands={"hold": "true"})
+    old = fake_job(shared_tmp / "old", str(uuid.uuid4()))
+    (old_id,) = HTCondorBackend("htc", config).submit([old])
+    # a new plugin process (after a crash): its first submit queries the queue, then only
+    # Schedd.submit
+    backend = HTCondorBackend("htc", config)
+    backend.poll([old_id])  # locate the schedd first: one collector query more
+    new = [fake_job(shared_tmp / f"n{i}", str(uuid.uuid4())) for i in range(2)]
+    before = backend.commands
+    ids = backend.submit([old, new[0]])
+    assert ids[0] == old_id
+    assert backend.commands - before == 2  # query + one transaction
+    before = backend.commands
+    assert backend.submit([new[1]]) != ids[1:]
+    assert backend.submit([new[0]]) == ids[1:]  # known: the same job, no call at all
+    assert backend.commands - before == 1
+    backend.cancel(old_id)
+    again = backend.submit([old])
+    assert again != [old_id]
+    # nor does a new process adopt the removed job
+    assert HTCondorBackend("htc", config).submit([old]) == again
+    for jid in [*ids, *again]:
+        backend.cancel(jid)
+
+
+@pytest.mark.htcondor
 def test_a_job_past_its_deadline_is_held_and_reported_failed(
     htcondor: Service, shared_tmp: Path
 ) -> None:

@@ -50,6 +50,7 @@ from flashlink.backends._htcondor_submit import (
     SCRIPT,
     CapacityConfig,
     HTCondorConfig,
+    SubmitGroup,
     job_commands,
     static_commands,
     submit_groups,
@@ -123,6 +124,12 @@ class HTCondorBackend:
         self._retrievable: set[str] = set()  # spool: finished, outputs still on the schedd
         self._lost = LostTracker(config.lost_after_seconds)
         self.commands = 0  # schedd/collector calls so far (benchmarks, tests)
+        # FlashlinkKey -> job id of the jobs the schedd holds for us: one query on the first
+        # submit (jobs of an earlier plugin process), then kept by the submissions
+        self._keys: dict[str, str] | None = None
+        # keys of a submission that failed without an answer: they may be queued, so the
+        # next submit of one of them queries the schedd again
+        self._doubtful: set[str] = set()
 
     @property
     def kind(self) -> str:
@@ -238,13 +245,23 @@ class HTCondorBackend:
 
         return self._call("the submission", action, retry=False)
 
-    def _queued_keys(self, keys: Sequence[str]) -> dict[str, str]:
-        """Ids of queued jobs that carry one of ``keys`` (one query)."""
-        listed = ", ".join(f'"{key}"' for key in keys)  # keys were checked: [A-Za-z0-9._:-]
+    def _existing(self, keys: set[str]) -> dict[str, str]:
+        """Key -> id of the jobs among ``keys`` that the schedd already holds (see submit)."""
+        if self._keys is not None and not keys & self._doubtful:
+            return {k: self._keys[k] for k in keys if k in self._keys}
+        found = self._queued_keys()
+        self._keys = {**(self._keys or {}), **found}
+        self._doubtful -= keys
+        return {k: found[k] for k in keys if k in found}
+
+    def _queued_keys(self) -> dict[str, str]:
+        """Ids of the queued jobs that carry a ``FlashlinkKey`` (one query); removed jobs are
+        not adopted: the plugin removes only pods it deleted and the rest of a failed batch,
+        which it then submits again."""
         ads = self._call(
             "the queue query",
             lambda s: s.query(
-                constraint=f"identicalMember(FlashlinkKey, {{{listed}}})",
+                constraint="FlashlinkKey =!= undefined && JobStatus =!= 3",
                 projection=["ClusterId", "ProcId", "FlashlinkKey"],
             ),
         )
@@ -259,13 +276,17 @@ class HTCondorBackend:
     def submit(self, jobs: Sequence[BatchJob]) -> list[str]:
         """Submit ``jobs``; a job whose key is already queued returns that job's id.
 
-        The plugin submits again a job whose id a crash kept it from recording; one query
-        per batch finds it by its ``FlashlinkKey`` attribute instead of running it twice.
+        The plugin submits again a job whose id a crash kept it from recording: the first
+        submit of a backend, and the next one after a submission that got no answer, query
+        the schedd for the ``FlashlinkKey`` attributes and return a queued job instead of
+        running it twice. Other submits are one ``Schedd.submit``: a query per call cost
+        more than the submission with 600 jobs queued (an ``identicalMember`` constraint is
+        evaluated against every job in the queue), and interLink creates one pod at a time.
         """
         if not jobs:
             return []
         per_job = [job_commands(job, self.config) for job in jobs]  # all checks first
-        existing = self._queued_keys(sorted({job.key for job in jobs}))
+        existing = self._existing({job.key for job in jobs})
         ids: list[str | None] = [existing.get(job.key) for job in jobs]
         seen = set(existing)
         todo: list[int] = []  # the jobs to queue now: new keys, each once
@@ -277,24 +298,11 @@ class HTCondorBackend:
         groups = submit_groups([per_job[i] for i in todo], static_commands(self.config))
         for i in todo:
             self._write_files(jobs[i])
-        clusters: list[int] = []
-        try:
-            for group in groups:
-                result = self._submit_group(group.description, group.items)
-                cluster, first = int(result.cluster()), int(result.first_proc())
-                clusters.append(cluster)
-                for offset, index in enumerate(group.indexes):
-                    ids[todo[index]] = f"{cluster}.{first + offset}"
-        except BaseException:
-            for cluster in clusters:  # all or nothing
-                try:
-                    self._remove_cluster(cluster)
-                except BackendError as exc:
-                    log.warning(
-                        "could not remove cluster %s after a failed batch: %s", cluster, exc
-                    )
-            raise
+        for index, queued in self._submit_all(groups, [jobs[i].key for i in todo]).items():
+            ids[todo[index]] = queued
         by_key = {jobs[i].key: ids[i] for i in todo}
+        if self._keys is not None:
+            self._keys.update((k, v) for k, v in by_key.items() if v is not None)
         out = []
         for index, job in enumerate(jobs):
             jid = ids[index] or by_key[job.key]  # a key twice in one batch: one job
@@ -305,6 +313,33 @@ class HTCondorBackend:
                 # the schedd holds its own copy now; keep no Secret on this disk
                 (job.job_dir / SCRIPT).unlink(missing_ok=True)
         return out
+
+    def _submit_all(self, groups: Sequence[SubmitGroup], keys: Sequence[str]) -> dict[int, str]:
+        """Queue every group (one transaction each): index in ``keys`` -> job id; all or
+        nothing (the clusters already queued are removed when a later group fails)."""
+        ids: dict[int, str] = {}
+        clusters: list[int] = []
+        try:
+            for group in groups:
+                try:
+                    result = self._submit_group(group.description, group.items)
+                except BackendUnavailableError:
+                    self._doubtful.update(keys[i] for i in group.indexes)
+                    raise
+                cluster, first = int(result.cluster()), int(result.first_proc())
+                clusters.append(cluster)
+                for offset, index in enumerate(group.indexes):
+                    ids[index] = f"{cluster}.{first + offset}"
+        except BaseException:
+            for cluster in clusters:
+                try:
+                    self._remove_cluster(cluster)
+                except BackendError as exc:
+                    log.warning(
+                        "could not remove cluster %s after a failed batch: %s", cluster, exc
+                    )
+            raise
+        return ids
 
     def _remove_cluster(self, cluster: int) -> None:
         def action(schedd: Any) -> Any:
@@ -406,6 +441,10 @@ class HTCondorBackend:
     def cancel(self, backend_id: str) -> None:
         if not _ID.fullmatch(backend_id):
             raise JobNotFoundError(f"{backend_id!r} is not an HTCondor job id (cluster.proc)")
+        if self._keys is not None:  # as the query in submit: a removed job is not adopted
+            # list(): a C-level copy, safe against the submitter thread adding keys meanwhile
+            for key in [k for k, v in list(self._keys.items()) if v == backend_id]:
+                self._keys.pop(key, None)
         result = self._call(
             "the removal",
             lambda s: s.act(self._h.JobAction.Remove, [backend_id], reason="deleted by flashlink"),
