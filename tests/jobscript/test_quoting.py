@@ -51,7 +51,10 @@ while i < len(argv):
         i += 1
 env = {k.decode("utf-8", "surrogateescape"): base64.b64encode(v).decode()
        for k, v in os.environb.items()}
-out.write_text(json.dumps({"argv": argv, "env": env, "volumes": volumes}))
+env_file = ""
+if "--env-file" in argv:
+    env_file = Path(argv[argv.index("--env-file") + 1]).read_text()
+out.write_text(json.dumps({"argv": argv, "env": env, "volumes": volumes, "env_file": env_file}))
 """
 
 CANARIES = [
@@ -174,8 +177,9 @@ def test_pod_strings_are_data_never_code(
     for name, value in spec["env"].items():
         expanded[name] = expand(value, expanded)
     # everything arrived exactly: env values, command (as --entrypoint JSON), args, workdir
+    file_entries = record["env_file"].split("\n")  # Podman reads it line by line
     for name, value in expanded.items():
-        assert f"{name}={value}" in argv
+        assert f"{name}={value}" in argv or f"{name}={value}" in file_entries
     assert json.loads(argv[argv.index("--entrypoint") + 1]) == [
         expand(c, expanded) for c in spec["command"]
     ]

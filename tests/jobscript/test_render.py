@@ -129,6 +129,18 @@ def _command_line(text: str, name: str) -> list[str]:
     return shlex.split(flat(text)[start:end])[2:]
 
 
+def _locals(text: str, name: str) -> dict[str, str]:
+    """The ``local -x NAME=value`` declarations of container ``name``'s function."""
+    body = flat(text)
+    end = body.index(f"\n    fl_run {name} ")
+    start = body.rindex("() {", 0, end)
+    found = {}
+    for words_ in (shlex.split(line) for line in body[start:end].split("\n    local -x ")[1:]):
+        key, _, value = words_[0].partition("=")
+        found[key] = value
+    return found
+
+
 def test_apptainer_command_line() -> None:
     text = render(
         _busy(),
@@ -137,12 +149,12 @@ def test_apptainer_command_line() -> None:
         ),
     ).text
     a = _command_line(text, "a")
-    assert a[:2] == ["env", "--"]
-    assert "APPTAINERENV_X=x" in a
-    assert "APPTAINERENV_Y=\\$HOME\n\\`id\\`" in a  # undoes Apptainer's double-quote evaluation
-    assert "APPTAINER_CACHEDIR=/cache" in a
-    exe = a.index("${FL_RUNTIME}")
-    assert a[exe + 1] == "exec"
+    assert a[:2] == ["${FL_RUNTIME}", "exec"]
+    assert not [w for w in a if "APPTAINER" in w]  # values never on a command line (ps)
+    local = _locals(text, "a")
+    assert local["APPTAINERENV_X"] == "x"
+    assert local["APPTAINERENV_Y"] == "\\$HOME\n\\`id\\`"  # undoes Apptainer's evaluation
+    assert local["APPTAINER_CACHEDIR"] == "/cache"
     for flag in ("--userns", "--containall", "--cleanenv", "--nv"):
         assert flag in a
     assert a[a.index("--pwd") + 1] == "/tmp"

@@ -159,6 +159,41 @@ def test_env_and_args_arrive_byte_exact(runner: Runner) -> None:
     assert done.logs["main"].split(b"\0")[:-1] == expected + expected
 
 
+def _command_lines() -> list[bytes]:
+    lines = []
+    for proc in Path("/proc").iterdir():
+        try:
+            lines.append((proc / "cmdline").read_bytes())
+        except OSError:  # gone meanwhile, or not a process
+            continue
+    return lines
+
+
+def test_secret_values_never_appear_on_a_command_line(runner: Runner) -> None:
+    value = f"s3cr3t-{os.getpid()}-{os.urandom(6).hex()}"
+    p = pod(
+        container(
+            command=[
+                "sh",
+                "-c",
+                'echo "started ${#TOKEN}"; until [ -e /w/go ]; do sleep 0.1; done',
+            ],
+            env=[{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "t"}}}],
+            volumeMounts=[{"name": "w", "mountPath": "/w"}],
+        ),
+        volumes=({"name": "w", "emptyDir": {}},),
+    )
+    proc, job, job_dir = runner.start(request(p, secrets=(secret("s", {"t": value.encode()}),)))
+    log = job_dir / "containers/main/log"
+    wait_for(lambda: read_text(log).startswith("started"), 60, "the container to start")
+    leaked = [line for line in _command_lines() if value.encode() in line]
+    (_scratch(job_dir) / "volumes/0/go").touch()
+    done = runner.finish(proc, job, job_dir)
+    assert done.rc == 0, done.job_log
+    assert done.text("main") == f"started {len(value)}\n"  # the value did arrive
+    assert leaked == []  # ps of the node never shows it
+
+
 def test_env_from_objects_and_the_downward_api(runner: Runner) -> None:
     p = pod(
         container(

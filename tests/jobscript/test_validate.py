@@ -161,7 +161,9 @@ def test_apptainer_refuses_names_it_cannot_set_but_podman_takes_them() -> None:
         UnsupportedError, match=r"spec.containers\[0\].env\[0\]: 'my.var': Apptainer can only"
     ):
         render(p)
-    assert "--env my.var=x" in flat(render(p, RenderConfig(runtime="podman")).text)
+    text = flat(render(p, RenderConfig(runtime="podman")).text)
+    assert "my.var=x" in text
+    assert "--env-file" in text
 
 
 def test_apptainer_refuses_commas_in_mount_paths() -> None:

@@ -8,8 +8,10 @@ Kubernetes' command/args semantics map onto an image built from OCI layers as fo
   instead of CMD);
 - neither: ``apptainer run IMAGE``.
 
-The environment is passed as ``APPTAINERENV_NAME=value`` in the runtime's own environment (via
-``env``), which keeps it out of ``ps`` output, unlike argv. Apptainer 1.4 writes these into
+The environment is passed as ``APPTAINERENV_NAME=value`` in the runtime's own environment: the
+container's function declares them ``local -x`` before ``fl_run``, so they reach only that
+container's runtime and never appear on any command line (an ``env NAME=value`` prefix would show
+Secret values in ``ps`` until it execs). Apptainer 1.4 writes these into
 ``/.inject-apptainer-env.sh`` as ``export NAME="value"``, escaping only ``"``, and sources it
 (measured: ``$HOME`` and backticks in a value were expanded, ``--env-file`` values too, even
 single-quoted), so backslashes, ``$`` and backticks are backslash-escaped here and every byte but
@@ -136,13 +138,19 @@ class ApptainerRuntime:
         return word(Var("FL_SCRATCH"), f"/work/{run.name}")
 
     def prepare(self, run: ContainerRun) -> list[str]:
-        if not self.options.containall:
-            return []
-        failed = quote(f"cannot create the work directory of container {run.name}")
-        return [
-            f"mkdir -p -- {self._workdir(run).render()} "
-            f"|| {{ fl_cannot_run {quote(run.name)} ContainerCannotRun {failed}; return; }}"
-        ]
+        env = [(f"APPTAINERENV_{name}", _escape(value)) for name, value in run.env]
+        if self.options.cache_dir:
+            env.append(("APPTAINER_CACHEDIR", self.options.cache_dir))
+        # Function-local and exported: the runtime started by fl_run inherits them, the next
+        # container's function does not, and no value is ever an argument (ps shows arguments).
+        lines = [f"local -x {name}={quote(value)}" for name, value in env]
+        if self.options.containall:
+            failed = quote(f"cannot create the work directory of container {run.name}")
+            lines.append(
+                f"mkdir -p -- {self._workdir(run).render()} "
+                f"|| {{ fl_cannot_run {quote(run.name)} ContainerCannotRun {failed}; return; }}"
+            )
+        return lines
 
     def _gpu_flags(self, run: ContainerRun) -> list[str]:
         flags = []
@@ -170,11 +178,7 @@ class ApptainerRuntime:
 
     def command(self, run: ContainerRun) -> list[Word]:
         opts = self.options
-        env = [f"APPTAINERENV_{name}={_escape(value)}" for name, value in run.env]
-        if opts.cache_dir:
-            env.append(f"APPTAINER_CACHEDIR={opts.cache_dir}")
-        argv = words("env", "--", *env)
-        argv.append(word(Var("FL_RUNTIME")))
+        argv = [word(Var("FL_RUNTIME"))]
         argv += words("exec" if run.command is not None else "run")
         argv += self._flags
         if opts.fakeroot or run.run_as_user == 0:

@@ -6,8 +6,14 @@ only unambiguous one; Podman then ignores the image's CMD, as Kubernetes does), 
 the image. ``--network host`` (configurable) keeps Kubernetes' shared localhost between the
 containers of a Pod. No ``--init`` by default, as in Kubernetes: a shell as PID 1 ignores
 SIGTERM and is killed after the grace period (and Debian installs catatonit only as a
-recommendation: ``--init`` failed on the CI machine). Environment values are argv elements
-(``--env NAME=value``), exact for any byte but NUL; an ``--env-file`` cannot carry newlines.
+recommendation: ``--init`` failed on the CI machine). Environment values go through an
+``--env-file`` the container's function writes (mode 0600, with the shell's builtin ``printf``),
+so Secret values never sit in ``podman run``'s argv, which ``ps`` shows for the container's whole
+life. Podman reads that file with Go's line scanner (lines end at ``\\n``, a ``\\r`` before it is
+dropped, 64 KiB at most per line) and skips lines starting with ``#`` or blanks, so an entry
+the file cannot carry exactly (a value with ``\\n`` or ``\\r``, a very long value, a name that
+is not identifier-like) stays an ``--env NAME=value`` argument: exact for any byte but NUL, but
+visible in ``ps``.
 """
 
 from __future__ import annotations
@@ -15,11 +21,26 @@ from __future__ import annotations
 __all__ = ["PodmanRuntime"]
 
 import json
+import re
 
 from flashlink.jobscript import images
 from flashlink.jobscript._plan import ContainerRun
 from flashlink.jobscript._shell import Var, Word, quote, word
 from flashlink.jobscript.config import RenderConfig
+
+_FILE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_FILE_VALUE_MAX = 60_000  # bytes; Go's bufio.Scanner refuses lines over 64 KiB
+
+
+def _fits_file(name: str, value: str) -> bool:
+    """Whether Podman's --env-file reader gives back exactly this entry (module docstring)."""
+    return (
+        _FILE_NAME.fullmatch(name) is not None
+        and "\n" not in value
+        and "\r" not in value
+        and len(value.encode()) <= _FILE_VALUE_MAX
+    )
+
 
 # imagePullPolicy -> --pull; unset follows Kubernetes: ':latest' or untagged means Always
 _PULL = {"Always": "always", "IfNotPresent": "missing", "Never": "never"}
@@ -81,9 +102,30 @@ class PodmanRuntime:
                 pull = "never"
         return [f"{function}() {{ FL_IMAGE={quote(ref)}; FL_PULL={pull}; return 0; }}"]
 
+    def _env_file(self, run: ContainerRun) -> Word:
+        return word(Var("FL_SCRATCH"), f"/env.{run.name}")
+
     def prepare(self, run: ContainerRun) -> list[str]:
         # unique on the node while it runs: the pod's uid prefix and this script's pid
-        return [f'FL_CTR_ID="fl-$FL_RUN_ID-"{quote(run.name)}']
+        lines = [f'FL_CTR_ID="fl-$FL_RUN_ID-"{quote(run.name)}']
+        in_file = [f"{name}={value}" for name, value in run.env if _fits_file(name, value)]
+        if in_file:
+            failed = quote(f"cannot write the environment file of container {run.name}")
+            entries = " ".join(quote(entry) for entry in in_file)
+            lines.append(
+                f"(umask 077 && printf '%s\\n' {entries} >{self._env_file(run).render()}) "
+                f"|| {{ fl_cannot_run {quote(run.name)} ContainerCannotRun {failed}; return; }}"
+            )
+        return lines
+
+    def _env_flags(self, run: ContainerRun) -> list[Word]:
+        flags = []
+        if any(_fits_file(name, value) for name, value in run.env):
+            flags += [word("--env-file"), self._env_file(run)]
+        for name, value in run.env:
+            if not _fits_file(name, value):
+                flags += [word("--env"), word(f"{name}={value}")]
+        return flags
 
     def command(self, run: ContainerRun) -> list[Word]:
         opts = self.options
@@ -103,8 +145,7 @@ class PodmanRuntime:
             argv += [word("--entrypoint"), word(json.dumps(list(run.command)))]
         if run.working_dir:
             argv += [word("--workdir"), word(run.working_dir)]
-        for name, value in run.env:
-            argv += [word("--env"), word(f"{name}={value}")]
+        argv += self._env_flags(run)
         for bind in run.binds:
             argv += [
                 word("--volume"),
