@@ -1,9 +1,10 @@
 """Issue 5 end to end: Pods through the plugin's HTTP API to the real Slurm and HTCondor.
 
-Each Pod runs the test image under Apptainer inside a batch job of the CI cluster or pool;
-the tests read what the virtual kubelet would (/status, /getLogs) while the job is pending,
-running and after it ended, cancel with /delete, kill and restart the plugin mid-job, and stop
-slurmctld under a running, a pending and a new pod.
+Each Pod runs the test image under Apptainer (or Podman, chosen per site) inside a batch job
+of the CI cluster or pool; the tests read what the virtual kubelet would (/status, /getLogs)
+while the job is pending, running and after it ended, cancel with /delete, kill and restart the
+plugin mid-job, let the scheduler end a pod at its time limit, stop slurmctld under a running, a
+pending and a new pod, and stop the schedd under an idle and under a running pod.
 """
 
 from __future__ import annotations
