@@ -335,7 +335,9 @@ def flash(
     oversample: Annotated[
         int, typer.Option(min=1, help="simulate each event k times (replicas are marked)")
     ] = 1,
-    backend: Annotated[str, typer.Option(help="onnx (onnxruntime) or numpy")] = "onnx",
+    backend: Annotated[
+        str, typer.Option(help="auto (numba if installed, else onnx), numba, onnx or numpy")
+    ] = "auto",
     family: Annotated[
         str,
         typer.Option(help="generators: auto (chosen by validation), mlp (fastest) or flow"),

@@ -58,7 +58,7 @@ def _classifier(std: Standardizer) -> tuple[torch.nn.Module, dict[str, Any]]:
     return net, {"net": mlp_layers(net, std)}
 
 
-@pytest.mark.parametrize("backend", ["numpy", "onnx"])
+@pytest.mark.parametrize("backend", ["numpy", "onnx", "numba"])
 @pytest.mark.parametrize("family", ["classifier", "mlp", "flow"])
 def test_exported_model_equals_torch(tmp_path: Path, family: str, backend: str) -> None:
     torch.manual_seed(3)

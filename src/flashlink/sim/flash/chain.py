@@ -68,7 +68,7 @@ class FlashChain:
     def __init__(
         self,
         model_dir: str | Path | None = None,
-        backend: str = "onnx",
+        backend: str = "auto",
         threads: int = 1,
         family: str = "auto",
     ) -> None:
@@ -103,8 +103,7 @@ class FlashChain:
         t0 = time.perf_counter()
         model = self.models[name]
         z = _batched(lambda b: model.sample_normal(b, rng), x)
-        assert model.targets is not None
-        out = model.targets.inverse(z)
+        out = model.to_targets(z)
         self.timing[name] += time.perf_counter() - t0
         return out
 
@@ -335,7 +334,7 @@ def run_flash(
     seed: int,
     model_dir: str | Path | None = None,
     oversample: int = 1,
-    backend: str = "onnx",
+    backend: str = "auto",
     family: str = "auto",
     metadata: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,

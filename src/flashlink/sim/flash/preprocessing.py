@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Standardizer", "TargetMap"]
+__all__ = ["SAMPLE_CLIP", "Standardizer", "TargetMap"]
 
 from dataclasses import dataclass, field
 from statistics import NormalDist
@@ -30,8 +30,9 @@ Array = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
 _N_QUANTILES = 256
 _CLIP = 5.0
-_SPIKE_MASS = 0.01
-_SAMPLE_CLIP = 4.0  # a value holding >= 1% of a continuous column is treated as a spike
+_SPIKE_MASS = 0.01  # a value holding >= 1% of a continuous column is treated as a spike
+#: generated normal-space draws are clamped at this many sigma (see TargetMap.inverse)
+SAMPLE_CLIP = 4.0
 
 
 @dataclass
@@ -135,7 +136,7 @@ class TargetMap:
             out[:, j] = np.interp(y[:, j], self.quantiles[:, j], self.grid)
         return out
 
-    def inverse(self, z: F32, clip: float | None = _SAMPLE_CLIP) -> Array:
+    def inverse(self, z: F32, clip: float | None = SAMPLE_CLIP) -> Array:
         """Normal space -> targets, integers floored and spikes snapped back.
 
         Generated values beyond ``clip`` sigma (6e-5 of a normal sample at 4) are clamped
