@@ -5,8 +5,10 @@
 What it measures (the machine is shared, so every speed-up is a ratio of two timings taken in
 the same process on the same events, interleaved, which cancels most of the load):
 
-* flash throughput in particles/s on one core (onnxruntime and numpy backends, one thread
-  each) and on both cores (two worker processes, each simulating its own copies of the events);
+* flash throughput in particles/s on one core (numba - the default -, onnxruntime and
+  numpy backends, one thread each), by wall clock and by the process's CPU time (the machine
+  is shared: CPU time is what one core would give without the other tenants), and on both
+  cores (two worker processes, each simulating its own copies of the events);
   "particles" are the tracked generator particles, the same denominator as the reference;
 * the per-model cost breakdown of the chain (ns per input particle);
 * the speed-up per particle over the detailed simulation, without and with the generator time
@@ -32,6 +34,7 @@ from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np
 
@@ -57,13 +60,18 @@ def _generate(raw: dict[str, Any], n: int, seed: int) -> tuple[EventChunk, float
     return chunk, time.perf_counter() - t0
 
 
-def _flash_rate(chain: FlashChain, chunk: EventChunk, repeat: int) -> tuple[float, int]:
-    """(seconds, particles) of ``repeat`` flash simulations of the chunk."""
-    chain.simulate(chunk, np.random.default_rng(0))  # warm-up: sessions, caches
+def _flash_rate(
+    chain: FlashChain, chunk: EventChunk, repeat: int, cpu: list[float] | None = None
+) -> tuple[float, int]:
+    """(seconds, particles) of ``repeat`` flash simulations of the chunk; the CPU seconds
+    are added to ``cpu[0]``."""
+    chain.simulate(chunk, np.random.default_rng(0))  # warm-up: sessions, caches, compilation
     n0 = chain.counts["particles"]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for r in range(repeat):
         chain.simulate(chunk, np.random.default_rng(r + 1))
+    if cpu is not None:
+        cpu[0] += time.process_time() - c0
     return time.perf_counter() - t0, chain.counts["particles"] - n0
 
 
@@ -75,7 +83,7 @@ def _worker(args: tuple[str, int, int, int, str]) -> tuple[float, int]:
     return dt, particles
 
 
-def speed(quick: bool) -> dict[str, Any]:
+def speed(quick: bool) -> dict[str, Any]:  # noqa: PLR0915 - one measurement table
     out: dict[str, Any] = {}
     for name, (raw, size, reps) in SAMPLES.items():
         n, repeat = (max(5, size // 5), max(2, reps // 4)) if quick else (size, reps)
@@ -83,62 +91,69 @@ def speed(quick: bool) -> dict[str, Any]:
         # the shipped selection (flows where they validated better) on both backends, and the
         # all-MLP alternative (--family mlp), the fastest chain the set can run
         chains = {
+            "numba": FlashChain(backend="numba", threads=1),
             "onnx": FlashChain(backend="onnx", threads=1),
             "numpy": FlashChain(backend="numpy", threads=1),
-            "onnx_mlp": FlashChain(backend="onnx", threads=1, family="mlp"),
+            "numba_mlp": FlashChain(backend="numba", threads=1, family="mlp"),
         }
         detailed = DetailedSimulation.from_file(None, 7)
         # interleave: flash, detailed, flash, so that both see the same machine load
         t_flash: dict[str, float] = dict.fromkeys(chains, 0.0)
+        cpu_flash = {backend: [0.0] for backend in chains}
         particles: dict[str, int] = dict.fromkeys(chains, 0)
-        t_det = 0.0
+        t_det = cpu_det = 0.0
         for _ in range(2):
             for backend, chain in chains.items():
-                dt, k = _flash_rate(chain, chunk, max(1, repeat // 2))
+                dt, k = _flash_rate(chain, chunk, max(1, repeat // 2), cpu_flash[backend])
                 t_flash[backend] += dt
                 particles[backend] += k
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             detailed.process(chunk)
             t_det += time.perf_counter() - t0
+            cpu_det += time.process_time() - c0
         det_particles = detailed.counts["particles"]
         flash_particles = len(chunk["pid"][(chunk["status"] == 1)])  # for the record only
         per_particle_det = t_det / det_particles
         row: dict[str, Any] = {
             "events": chunk.n_events,
-            "tracked_particles_per_event": particles["onnx"]
+            "tracked_particles_per_event": particles["numba"]
             / (chunk.n_events * 2 * max(1, repeat // 2)),
             "final_state_per_event": flash_particles / chunk.n_events,
             "generator_s_per_event": t_gen / chunk.n_events,
             "detailed_s_per_particle": per_particle_det,
+            "detailed_cpu_s_per_particle": cpu_det / det_particles,
         }
         for backend in chains:
             per_particle = t_flash[backend] / particles[backend]
             row[f"flash_{backend}_particles_per_s"] = 1.0 / per_particle
             row[f"speedup_{backend}_per_particle"] = per_particle_det / per_particle
+            row[f"flash_{backend}_cpu_particles_per_s"] = particles[backend] / cpu_flash[backend][0]
         # with the generator: cost per event of generation + simulation
         per_event_gen = t_gen / chunk.n_events
-        tracked = particles["onnx"] / (chunk.n_events * 2 * max(1, repeat // 2))
-        flash_event = tracked / row["flash_onnx_particles_per_s"]
+        tracked = particles["numba"] / (chunk.n_events * 2 * max(1, repeat // 2))
+        flash_event = tracked / row["flash_numba_particles_per_s"]
         det_event = t_det / (2 * chunk.n_events)
         row["speedup_with_generator"] = (per_event_gen + det_event) / (per_event_gen + flash_event)
-        mlp_event = tracked / row["flash_onnx_mlp_particles_per_s"]
+        mlp_event = tracked / row["flash_numba_mlp_particles_per_s"]
         row["speedup_mlp_with_generator"] = (per_event_gen + det_event) / (
             per_event_gen + mlp_event
         )
         row["generator_share_of_flash_chain"] = per_event_gen / (per_event_gen + flash_event)
-        timing = chains["onnx"].timing
-        total = chains["onnx"].counts["particles"]
+        timing = chains["numba"].timing
+        total = chains["numba"].counts["particles"]
         row["breakdown_ns_per_particle"] = {k: 1e9 * v / total for k, v in timing.items()}
-        row["families"] = {m: model.family for m, model in chains["onnx"].models.items()}
+        row["families"] = {m: model.family for m, model in chains["numba"].models.items()}
         out[name] = row
         print(
-            f"{name:<26} flash {row['flash_onnx_particles_per_s']:>11,.0f}/s onnx "
-            f"{row['flash_numpy_particles_per_s']:>11,.0f}/s numpy "
-            f"{row['flash_onnx_mlp_particles_per_s']:>11,.0f}/s all-MLP | detailed "
+            f"{name:<26} flash {row['flash_numba_particles_per_s']:>9,.0f}/s numba "
+            f"(CPU time {row['flash_numba_cpu_particles_per_s']:>9,.0f}/s) "
+            f"{row['flash_onnx_particles_per_s']:>9,.0f}/s onnx "
+            f"{row['flash_numpy_particles_per_s']:>9,.0f}/s numpy "
+            f"{row['flash_numba_mlp_particles_per_s']:>11,.0f}/s all-MLP | detailed "
             f"{1e3 * per_particle_det:.2f} ms/particle | speed-up "
-            f"{row['speedup_onnx_per_particle']:,.0f}x, with generator "
+            f"{row['speedup_numba_per_particle']:,.0f}x, with generator "
             f"{row['speedup_with_generator']:.1f}x (all-MLP "
-            f"{row['speedup_onnx_mlp_per_particle']:,.0f}x"
+            f"{row['speedup_numba_mlp_per_particle']:,.0f}x"
             f", {row['speedup_mlp_with_generator']:.1f}x)"
         )
     # both cores: two processes on bbbar events, against one process in the same run
