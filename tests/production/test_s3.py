@@ -9,14 +9,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import yaml
-from botocore.config import Config
 
 from flashlink.jobscript import parse_config, render
 from flashlink.jobscript.errors import MissingObjectError
@@ -37,6 +34,8 @@ from flashlink.production import (
 from flashlink.production.client import create_body
 from flashlink.production.snakemake import write_snakefile
 from servicekit import Service
+from servicekit.s3 import aws_env, new_bucket
+from servicekit.s3 import client as s3_client
 
 FLASHLINK = Path(sys.executable).parent / "flashlink"
 IMAGE = "ghcr.io/flashlink/payload:latest"
@@ -127,37 +126,20 @@ def test_snakefile_refuses_an_s3_output() -> None:
         write_snakefile(_request(), PAYLOAD)
 
 
-def _aws(s3: Service) -> dict[str, str]:
-    return {
-        "AWS_ACCESS_KEY_ID": s3["S3_ACCESS_KEY"],
-        "AWS_SECRET_ACCESS_KEY": s3["S3_SECRET_KEY"],
-        "AWS_ENDPOINT_URL": s3["S3_ENDPOINT"],
-        "AWS_DEFAULT_REGION": s3["S3_REGION"],
-    }
-
-
 @pytest.mark.s3
 @pytest.mark.apptainer
 @pytest.mark.payload
 def test_cli_production_on_s3(s3: Service, payload: Service, shared_tmp: Path) -> None:
     """``flashlink production run`` with an S3 output on the local site: outputs in the
     bucket, state in --state-dir, and nothing with the output's name on the local disk."""
-    bucket = f"cli-{time.monotonic_ns()}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3["S3_ENDPOINT"],
-        aws_access_key_id=s3["S3_ACCESS_KEY"],
-        aws_secret_access_key=s3["S3_SECRET_KEY"],
-        region_name=s3["S3_REGION"],
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-    )
-    client.create_bucket(Bucket=bucket)
+    bucket = new_bucket(s3, "cli")
+    client = s3_client(s3)
     output = f"s3://{bucket}/cli"
     request = shared_tmp / "request.yaml"
     data = _request(output, reference={"events": 0}, retries=0).model_dump()
     request.write_text(yaml.safe_dump(data))
     state = shared_tmp / "state"
-    env = {**os.environ, **_aws(s3), "COLUMNS": "200"}
+    env = {**os.environ, **aws_env(s3), "COLUMNS": "200"}
     env["PATH"] = f"{Path(payload.env['APPTAINER']).parent}:{env['PATH']}"
     common = [str(request), "--state-dir", str(state)]
     run = subprocess.run(

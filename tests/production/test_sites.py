@@ -18,10 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import yaml
-from botocore.config import Config
 
 from flashlink.production import (
     EmbeddedPlugin,
@@ -34,6 +32,7 @@ from flashlink.production import (
     software_binds,
 )
 from servicekit import Service
+from servicekit.s3 import aws_env, new_bucket
 
 IMAGE = "ghcr.io/flashlink/payload:latest"
 FLASHLINK = Path(sys.executable).parent / "flashlink"
@@ -54,28 +53,6 @@ def _backend(service: Service) -> dict[str, Any]:
         # the smallest interval: the running containers' states come back in these snapshots
         "transfer_interval_seconds": 5,
     }
-
-
-def _aws(s3: Service) -> dict[str, str]:
-    return {
-        "AWS_ACCESS_KEY_ID": s3["S3_ACCESS_KEY"],
-        "AWS_SECRET_ACCESS_KEY": s3["S3_SECRET_KEY"],
-        "AWS_ENDPOINT_URL": s3["S3_ENDPOINT"],
-        "AWS_DEFAULT_REGION": s3["S3_REGION"],
-    }
-
-
-def _bucket(s3: Service) -> str:
-    name = f"prod-{os.getpid()}-{time.monotonic_ns()}"
-    boto3.client(
-        "s3",
-        endpoint_url=s3["S3_ENDPOINT"],
-        aws_access_key_id=s3["S3_ACCESS_KEY"],
-        aws_secret_access_key=s3["S3_SECRET_KEY"],
-        region_name=s3["S3_REGION"],
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-    ).create_bucket(Bucket=name)
-    return name
 
 
 def _software() -> tuple[str, tuple[str, ...]]:
@@ -182,10 +159,10 @@ def test_production_on_batch_site(  # noqa: PLR0917 - fixtures
     secret = ""
     if storage == "s3":
         s3: Service = request.getfixturevalue("s3")
-        for key, value in _aws(s3).items():  # the driver's own S3 settings (merge, provenance)
+        for key, value in aws_env(s3).items():  # the driver's own S3 settings (merge, provenance)
             monkeypatch.setenv(key, value)
         secret = s3["S3_SECRET_KEY"]
-        output = f"s3://{_bucket(s3)}/bu2jpsik"
+        output = f"s3://{new_bucket(s3, 'prod')}/bu2jpsik"
         extra: tuple[str, ...] = ()
     else:
         output = str(_shared_dir(shared_tmp / "prod"))
@@ -257,7 +234,7 @@ def _slurm_job_names(slurm: Service, production: str) -> list[str]:
 
 @pytest.fixture
 def driver_env(s3: Service, payload: Service) -> dict[str, str]:
-    env = {**os.environ, **_aws(s3), "COLUMNS": "120"}
+    env = {**os.environ, **aws_env(s3), "COLUMNS": "120"}
     env["PATH"] = f"{Path(payload.env['APPTAINER']).parent}:{env['PATH']}"
     return env
 
@@ -274,10 +251,10 @@ def test_killed_driver_resumes_on_slurm_with_s3_outputs(  # noqa: PLR0917 - fixt
 ) -> None:
     """SIGKILL the driver (``flashlink production run --plugin URL``) while the jobs run on
     Slurm; the re-run adopts the running ones, submits nothing twice and merges them all."""
-    for key, value in _aws(s3).items():
+    for key, value in aws_env(s3).items():
         monkeypatch.setenv(key, value)
     _, binds = _software()
-    output = f"s3://{_bucket(s3)}/resume"
+    output = f"s3://{new_bucket(s3, 'prod')}/resume"
     name = f"resume-{os.getpid() % 100000}"
     request_file = shared_tmp / "request.yaml"
     request_file.write_text(yaml.safe_dump(_request(name, output, 300)))

@@ -9,53 +9,28 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from flashlink.sim.errors import StorageError
 from flashlink.sim.io import iter_tables, local_input, staged_output
 from servicekit import Service
+from servicekit.s3 import aws_env, client, new_bucket
 
 pytestmark = pytest.mark.s3
 FLASHLINK = Path(sys.executable).parent / "flashlink"
 
 
-def _aws(s3: Service) -> dict[str, str]:
-    return {
-        "AWS_ACCESS_KEY_ID": s3["S3_ACCESS_KEY"],
-        "AWS_SECRET_ACCESS_KEY": s3["S3_SECRET_KEY"],
-        "AWS_ENDPOINT_URL": s3["S3_ENDPOINT"],
-        "AWS_DEFAULT_REGION": s3["S3_REGION"],
-    }
-
-
-def _client(s3: Service) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=s3["S3_ENDPOINT"],
-        aws_access_key_id=s3["S3_ACCESS_KEY"],
-        aws_secret_access_key=s3["S3_SECRET_KEY"],
-        region_name=s3["S3_REGION"],
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-    )
-
-
 @pytest.fixture
 def bucket(s3: Service, monkeypatch: pytest.MonkeyPatch) -> str:
-    for key, value in _aws(s3).items():
+    for key, value in aws_env(s3).items():
         monkeypatch.setenv(key, value)
-    name = f"sim-{time.monotonic_ns()}"
-    _client(s3).create_bucket(Bucket=name)
-    return name
+    return new_bucket(s3, "sim")
 
 
 def _keys(s3: Service, bucket: str, prefix: str = "") -> dict[str, int]:
-    listed = _client(s3).list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    listed = client(s3).list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
     return {o["Key"]: o["Size"] for o in listed}
 
 
