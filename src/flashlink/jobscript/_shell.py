@@ -11,7 +11,7 @@ non-ASCII. NUL is the one byte no shell word or argv element can hold; it is rej
 
 from __future__ import annotations
 
-__all__ = ["Var", "Word", "check_text", "quote", "word", "words"]
+__all__ = ["Var", "Word", "check_text", "or_cannot_run", "quote", "word", "words"]
 
 import re
 from functools import lru_cache
@@ -105,3 +105,9 @@ def words(*texts: str) -> list[Word]:
 def word(*parts: str | Var) -> Word:
     """A :class:`Word` from parts: ``word(Var("FL_SCRATCH"), "/v/0")``."""
     return Word(tuple(parts))
+
+
+def or_cannot_run(command: str, container: str, reason: str, message: str) -> str:
+    """``command``, or else mark ``container`` as unable to run (``reason``, ``message``) and
+    return from its function: the one way a container's set-up step fails."""
+    return f"{command} || {{ fl_cannot_run {quote(container)} {reason} {quote(message)}; return; }}"

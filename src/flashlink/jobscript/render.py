@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from flashlink.jobscript import state
 from flashlink.jobscript._plan import Bind, ContainerRun, VolumePlan
 from flashlink.jobscript._prelude import PRELUDE
-from flashlink.jobscript._shell import Word, quote
+from flashlink.jobscript._shell import Word, or_cannot_run, quote
 from flashlink.jobscript.config import RenderConfig
 from flashlink.jobscript.env import ObjectStore, expand, resolve_env
 from flashlink.jobscript.errors import InvalidPodError, UnsupportedError
@@ -137,13 +137,8 @@ def _container_run(
         binds.append(bind)
         if line is not None:
             lines.append(f"local FL_SUB_{j}")
-            reason = quote(
-                f"subPath of volumeMounts[{j}] ({mount.name}) is not usable; see job.log"
-            )
-            lines.append(
-                f"{line} || {{ fl_cannot_run {quote(container.name)} FailedMount {reason}; "
-                "return; }"
-            )
+            reason = f"subPath of volumeMounts[{j}] ({mount.name}) is not usable; see job.log"
+            lines.append(or_cannot_run(line, container.name, "FailedMount", reason))
     amounts = container_amounts(container, where)
     limits = container_limits(container, where)
     security = container.security_context
@@ -238,12 +233,11 @@ def render(request: RetrievedPodData | Pod, config: RenderConfig | None = None) 
             func = f"fl_container_{index}"
             (init_funcs if init else main_funcs).append(func)
             name = quote(run.name)
-            missing = quote(f"no usable image for {run.image}; see job.log")
+            missing = f"no usable image for {run.image}; see job.log"
             body += [
                 f"{func}() {{  # {where}",
                 f"    fl_waiting {name} ContainerCreating",
-                f"    {images[run.image]} || {{ fl_cannot_run {name} ErrImagePull {missing}; "
-                "return; }",
+                "    " + or_cannot_run(images[run.image], run.name, "ErrImagePull", missing),
                 *(f"    {line}" for line in sub_lines),
                 *(f"    {line}" for line in runtime.prepare(run)),
                 f"    fl_run {name} {_argv_lines(runtime.command(run))}",

@@ -31,7 +31,7 @@ import re
 
 from flashlink.jobscript import images
 from flashlink.jobscript._plan import ContainerRun
-from flashlink.jobscript._shell import Var, Word, quote, word, words
+from flashlink.jobscript._shell import Var, Word, or_cannot_run, quote, word, words
 from flashlink.jobscript.config import RenderConfig
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -145,10 +145,13 @@ class ApptainerRuntime:
         # container's function does not, and no value is ever an argument (ps shows arguments).
         lines = [f"local -x {name}={quote(value)}" for name, value in env]
         if self.options.containall:
-            failed = quote(f"cannot create the work directory of container {run.name}")
             lines.append(
-                f"mkdir -p -- {self._workdir(run).render()} "
-                f"|| {{ fl_cannot_run {quote(run.name)} ContainerCannotRun {failed}; return; }}"
+                or_cannot_run(
+                    f"mkdir -p -- {self._workdir(run).render()}",
+                    run.name,
+                    "ContainerCannotRun",
+                    f"cannot create the work directory of container {run.name}",
+                )
             )
         return lines
 

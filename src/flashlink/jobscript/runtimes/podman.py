@@ -25,7 +25,7 @@ import re
 
 from flashlink.jobscript import images
 from flashlink.jobscript._plan import ContainerRun
-from flashlink.jobscript._shell import Var, Word, quote, word
+from flashlink.jobscript._shell import Var, Word, or_cannot_run, quote, word
 from flashlink.jobscript.config import RenderConfig
 
 _FILE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
@@ -110,11 +110,14 @@ class PodmanRuntime:
         lines = [f'FL_CTR_ID="fl-$FL_RUN_ID-"{quote(run.name)}']
         in_file = [f"{name}={value}" for name, value in run.env if _fits_file(name, value)]
         if in_file:
-            failed = quote(f"cannot write the environment file of container {run.name}")
             entries = " ".join(quote(entry) for entry in in_file)
             lines.append(
-                f"(umask 077 && printf '%s\\n' {entries} >{self._env_file(run).render()}) "
-                f"|| {{ fl_cannot_run {quote(run.name)} ContainerCannotRun {failed}; return; }}"
+                or_cannot_run(
+                    f"(umask 077 && printf '%s\\n' {entries} >{self._env_file(run).render()})",
+                    run.name,
+                    "ContainerCannotRun",
+                    f"cannot write the environment file of container {run.name}",
+                )
             )
         return lines
 
