@@ -77,6 +77,16 @@ def _wait_logs(site: SitePlugin, p: dict[str, Any], expected: str) -> None:
         time.sleep(0.2)
 
 
+def _create_once_recovered(site: SitePlugin, pod: dict[str, Any]) -> None:
+    """Send ``/create`` again every second while the site answers 503, as interLink retries,
+    until it is accepted (within 90 s of the scheduler's restart)."""
+    deadline = time.monotonic() + 90
+    while (r := site.create(create_request(pod))).status_code == 503:
+        assert time.monotonic() < deadline, r.text
+        time.sleep(1)
+    assert r.status_code == 200, r.text
+
+
 def _running(s: dict[str, Any]) -> bool:
     return "running" in state_of(s, "main")
 
@@ -272,11 +282,7 @@ def test_a_stopped_schedd_gives_503_and_waiting_reasons_and_nothing_is_lost(
 
         in_pool(htcondor, "condor_on", "-daemon", "schedd")
         stopped = False
-        deadline = time.monotonic() + 90
-        while (r := site.create(create_request(new))).status_code == 503:  # interLink retries
-            assert time.monotonic() < deadline, r.text
-            time.sleep(1)
-        assert r.status_code == 200, r.text
+        _create_once_recovered(site, new)
         assert vk_phase(site.client.finished(new, TIMEOUT)) == "Succeeded"
         assert site.client.logs(new, "main").text == "new\n"
         status = site.client.wait(
@@ -454,11 +460,7 @@ def test_the_schedd_stopped_under_a_running_pod_which_ends_meanwhile(
 
         in_pool(htcondor, "condor_on", "-daemon", "schedd")
         stopped = False
-        deadline = time.monotonic() + 90
-        while (r := site.create(create_request(new))).status_code == 503:  # interLink retries
-            assert time.monotonic() < deadline, r.text
-            time.sleep(1)
-        assert r.status_code == 200, r.text
+        _create_once_recovered(site, new)
         status = site.client.finished(p, TIMEOUT)
         assert vk_phase(status) == "Succeeded", status
         assert status["JID"] == jid
