@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from flashlink.jobscript import parse_config, render
@@ -14,6 +16,7 @@ from flashlink.production import (
     check_pod_schema,
     parse_request,
     plan_jobs,
+    software_binds,
 )
 from flashlink.production.client import pod_phase
 
@@ -144,3 +147,18 @@ def test_pod_renders_to_a_job_script() -> None:
 )
 def test_pod_phase(status: dict[str, object], phase: str) -> None:
     assert pod_phase(status) == phase
+
+
+@pytest.mark.parametrize(
+    ("base", "bound"),
+    [("/usr", False), ("/usr/local", False), ("/opt/pyenv/versions/3.11.7", True)],
+)
+def test_software_binds_bring_an_interpreter_from_outside_usr(
+    monkeypatch: pytest.MonkeyPatch, base: str, bound: bool
+) -> None:
+    # a venv made from pyenv/conda links its python outside /usr: the job needs that too
+    monkeypatch.setattr(sys, "base_prefix", base)
+    venv, command, binds = software_binds()
+    assert command == f"{venv}/bin/flashlink"
+    assert venv in binds or any(venv.startswith(b + "/") for b in binds)
+    assert (base in binds) is bound

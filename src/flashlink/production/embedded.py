@@ -25,10 +25,15 @@ def software_binds() -> tuple[str, str, tuple[str, ...]]:
     """The CVMFS-like software bind of this installation: (venv, flashlink command, binds).
 
     The job's container sees the venv and, for an editable install, the source tree at the
-    same paths, read-only; the image brings only the same Python (3.11)."""
+    same paths, read-only; the image brings Debian's Python 3.11 in ``/usr``. A venv made from
+    another interpreter (pyenv, conda, a module system) links to it outside ``/usr``: its
+    installation is bound too, else the venv's ``python`` would be a dangling link in the job."""
     venv = Path(sys.prefix)
     package = Path(flashlink.__file__).resolve().parent
     binds = {str(venv)}
+    base = Path(sys.base_prefix)
+    if base != venv and not base.is_relative_to("/usr"):
+        binds.add(str(base))
     source = package.parents[1]  # src/ layout: <repo>/src/flashlink
     if not package.is_relative_to(venv):
         binds.add(str(source))
