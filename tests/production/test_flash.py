@@ -107,20 +107,29 @@ def test_merged_ntuple_counts(production: tuple[Path, str]) -> None:
 
     out, stdout = production
     assert f"merged ntuple: {out}/ntuple.root" in stdout
-    per_chunk = []
-    for chunk in sorted(out.glob("jobs/j*/a1/ntuple.root")):
+    per_chunk, distinct = [], 0
+    for index, chunk in enumerate(sorted(out.glob("jobs/j*/a1/ntuple.root"))):
         with uproot.open(chunk) as f:
             numbers = f["DecayTree"]["eventNumber"].array(library="np")
-        # every candidate comes from one of the chunk's own events
+            runs = f["DecayTree"]["runNumber"].array(library="np")
+        # every candidate comes from one of the chunk's own events, numbered by its job
         assert numbers.min() >= 0
         assert numbers.max() < PER_JOB, (chunk, numbers.max())
+        assert set(runs.tolist()) == {index + 1}, chunk
         per_chunk.append(len(numbers))
+        distinct += len(np.unique(numbers))
     assert len(per_chunk) == EVENTS // PER_JOB
     with uproot.open(out / "ntuple.root") as f:
         tree = f["DecayTree"]
         merged = int(tree.num_entries)
         masses = tree["B_M"].array(library="np")
         matched = tree["B_TRUEMATCH"].array(library="np").astype(bool)
+        run_event = np.stack([tree[b].array(library="np") for b in ("runNumber", "eventNumber")])
+    # eventNumber restarts in every job: alone it merges events of different jobs, with
+    # runNumber every event with a candidate stays one event of the merged ntuple
+    assert len({tuple(c) for c in run_event.T.tolist()}) == distinct
+    assert len(np.unique(run_event[1])) < distinct
+    assert set(np.unique(run_event[0]).tolist()) == set(range(1, EVENTS // PER_JOB + 1))
     record = json.loads((out / "provenance.json").read_text())
     assert record["events"] == EVENTS
     assert merged == sum(per_chunk) == record["candidates"]

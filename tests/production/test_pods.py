@@ -63,6 +63,8 @@ def test_job_pod() -> None:
         "--seed",
     ]
     assert flash["args"][flash["args"].index("--oversample") + 1] == "4"
+    ntuple = spec["containers"][0]["args"]
+    assert ntuple[ntuple.index("--run-number") + 1] == "2"  # job 1: run 2 (0 = no production)
     assert flash["args"][flash["args"].index("--models") + 1] == "/models/v1"
     assert generate["command"] == ["/opt/venv/bin/flashlink"]
     assert generate["resources"]["requests"] == {"cpu": "2", "memory": "3Gi"}

@@ -24,10 +24,13 @@ def _simulate(tmp: Path, channel: str, n: int, seed: int) -> str:
 def test_bu_to_jpsi_k_peak_sits_at_the_pdg_mass(tmp_path: Path) -> None:
     detailed = _simulate(tmp_path, "Bu2JpsiK", 400, 21)
     stem = str(tmp_path / "ntuple" / "Bu2JpsiK")
-    n = make_ntuple(detailed, stem, "Bu2JpsiK", chunk_rows=250)
+    n = make_ntuple(detailed, stem, "Bu2JpsiK", chunk_rows=250, run_number=7)
     tree = uproot.open(f"{stem}.root")["DecayTree"]
     assert tree.num_entries == n > 100
     data = tree.arrays(library="np")
+    assert tree.keys()[:2] == ["runNumber", "eventNumber"]
+    assert isinstance(tree.file.compression, uproot.ZSTD)
+    assert set(data["runNumber"].tolist()) == {7.0}
     matched = data["B_TRUEMATCH"] == 1
     mass, err = data["B_M"][matched], data["B_MERR"][matched]
     assert matched.sum() > 100
@@ -62,6 +65,8 @@ def test_every_branch_is_documented(tmp_path: Path) -> None:
 def test_bad_ntuple_requests_are_reported(tmp_path: Path) -> None:
     with pytest.raises(SimConfigError, match="Lb2pK"):
         make_ntuple(str(tmp_path), str(tmp_path / "x"), "Lb2pK")
+    with pytest.raises(SimConfigError, match=r"run_number -1 .*\[0, 2\*\*31\)"):
+        make_ntuple(str(tmp_path), str(tmp_path / "x"), "Bu2JpsiK", run_number=-1)
     with pytest.raises(StorageError, match="csv"):
         NtupleWriter(str(tmp_path / "x"), ("csv",))
     with pytest.raises(StorageError, match="cannot open"):

@@ -212,6 +212,9 @@ def ntuple(
         "root,parquet"
     ),
     busy: Annotated[bool, typer.Option(help="apply p/pt/isMuon cuts (full events)")] = False,
+    run_number: Annotated[
+        int, typer.Option(min=0, max=2**31 - 1, help="runNumber branch (a production's job)")
+    ] = 0,
 ) -> None:
     """Build signal candidates (vertex fit, mass, IP/FD chi2, PID, truth) into an ntuple."""
     from flashlink.sim.ntuple import make_ntuple  # noqa: PLC0415
@@ -225,6 +228,7 @@ def ntuple(
                 decay,
                 formats=tuple(f.strip() for f in formats.split(",")),
                 busy=busy,
+                run_number=run_number,
                 progress=lambda k: bar.advance(task, k),
             )
         _out.print(f"{n} candidates -> {output}.{{{formats}}}")

@@ -32,7 +32,9 @@ def merge_ntuples(
     tmp = merged.with_name(merged.name + ".tmp")
     n = 0
     types: dict[str, Any] | None = None
-    with uproot.recreate(tmp) as out:
+    # ZSTD(1) as the chunks (flashlink.sim.ntuple.writer): ZLIB made the merge of 1M gun
+    # events 21 s, 6 % of the production's wall time
+    with uproot.recreate(tmp, compression=uproot.ZSTD(1)) as out:
         for chunk in chunks:
             if outputs is None or not outputs.remote:
                 path = Path(chunk)

@@ -212,6 +212,8 @@ def build_job_pod(
                 request.event.channel,
                 "--format",
                 "root",
+                "--run-number",
+                str(job.index + 1),
                 *(["--busy"] if request.event.kind == "pythia" else []),
             ],
         ),

@@ -52,13 +52,17 @@ def make_ntuple(
     formats: tuple[str, ...] = ("root", "parquet"),
     busy: bool = False,
     chunk_rows: int = 100_000,
+    run_number: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Build ``decay`` candidates from ``<input_dir>/tracks.parquet`` and ``pvs.parquet``;
     write ``<output_stem>.root`` / ``.parquet``; return the number of candidates.
 
     Tracks and vertices are read in chunks of whole events (cut at an event boundary), so
-    memory does not grow with the file."""
+    memory does not grow with the file. ``run_number`` fills the ``runNumber`` branch: event
+    numbers restart in every production job, (runNumber, eventNumber) is unique."""
+    if not 0 <= run_number < 2**31:
+        raise SimConfigError(f"run_number {run_number} is not valid: an integer in [0, 2**31)")
     if decay not in DECAYS:
         raise SimConfigError(f"decay {decay!r} is unknown; valid decays: {sorted(DECAYS)}")
     spec = DECAYS[decay]
@@ -78,12 +82,18 @@ def make_ntuple(
             pending = {k: v[~done] for k, v in table.items()}
             current = {k: v[done] for k, v in table.items()}
             pvs = pv_stream.upto(int(current["event_id"].max()))
-            writer.write(build_candidates(spec, current, pvs, busy=busy))
+            writer.write(_numbered(build_candidates(spec, current, pvs, busy=busy), run_number))
             if progress is not None:
                 progress(len(np.unique(current["event_id"])))
         if pending is not None and len(pending["event_id"]):
             pvs = pv_stream.upto(int(pending["event_id"].max()))
-            writer.write(build_candidates(spec, pending, pvs, busy=busy))
+            writer.write(_numbered(build_candidates(spec, pending, pvs, busy=busy), run_number))
             if progress is not None:
                 progress(1)
         return writer.entries
+
+
+def _numbered(candidates: dict[str, Any], run_number: int) -> dict[str, Any]:
+    """``runNumber`` first, as in LHCb's tuples (every branch is float64: exact below 2**53)."""
+    n = len(candidates["eventNumber"])
+    return {"runNumber": np.full(n, float(run_number)), **candidates}

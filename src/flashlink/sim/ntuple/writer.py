@@ -3,7 +3,8 @@
 Branches (LHCb DecayTreeTuple names; ``<head>`` is B, B0 or Dst, ``<trk>`` a track prefix such as
 ``Kplus``, ``muplus``, ``piminus``):
 
-* ``eventNumber``: event number
+* ``runNumber``: the production job's number (``--run-number``; 0 outside productions)
+* ``eventNumber``: event number within the run (the generated file's event index)
 * ``nTracks``, ``nPVs``: reconstructed tracks and primary vertices in the event
 * ``<head>_M``: invariant mass from the tracks with their mass hypotheses (GeV)
 * ``<head>_MERR``: its uncertainty from the tracks' momentum covariances (GeV)
@@ -102,7 +103,11 @@ class NtupleWriter:
         if self._root_path is not None:
             data = {k: np.asarray(v, dtype=np.float64) for k, v in table.items()}
             if self._root is None:
-                self._root = self._uproot.recreate(self._root_path)
+                # ZSTD level 1 (ROOT >= 6.20 reads it): 3.5x faster to write than uproot's
+                # default ZLIB level 1 and 7 % smaller (measured on 5 x 41k gun candidates)
+                self._root = self._uproot.recreate(
+                    self._root_path, compression=self._uproot.ZSTD(1)
+                )
                 # mktree: a classic TTree (assigning a dict makes an RNTuple in uproot 5.7)
                 self._tree = self._root.mktree("DecayTree", dict.fromkeys(data, np.float64))
             self._tree.extend(data)
