@@ -88,3 +88,31 @@ def test_journal_survives_a_cut_line(tmp_path: Path) -> None:
         f.write('{"event": "end", "key"')  # a kill in the middle of a write
     assert journal.open_attempts()["j0000"]["attempt"] == 1
     assert journal.attempts("j0000") == 1
+
+
+def test_cancel_says_which_pods_the_plugin_did_not_delete(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    request = _write(
+        tmp_path,
+        {
+            "name": "x",
+            "event": {"kind": "gun"},
+            "events": 10,
+            "events_per_job": 5,
+            "output": str(out),
+            "reference": {"events": 0},
+        },
+    )
+    journal = Journal(out)
+    journal.append("submit", key="j0000", attempt=1, name="x-j0000-a1", uid="u0")
+    journal.append("submit", key="j0001", attempt=2, name="x-j0001-a2", uid="u1")
+    # nothing listens on port 9: a plugin that cannot be reached must not read as "cancelled 0"
+    result = runner.invoke(
+        app, ["production", "cancel", str(request), "--plugin", "http://127.0.0.1:9"]
+    )
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())
+    assert "cancelled 0 pod(s); the plugin did not delete 2: x-j0000-a1" in output
+    assert "x-j0001-a2" in output
+    assert "run cancel again" in output
+    assert set(journal.open_attempts()) == {"j0000", "j0001"}  # still open: nothing was lost

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from flashlink.production.client import PluginClient, pod_phase
-from flashlink.production.errors import PluginCallError
+from flashlink.production.errors import PluginCallError, ProductionError
 from flashlink.production.journal import Journal
 from flashlink.production.pods import (
     Job,
@@ -341,8 +341,11 @@ class Production:
         return record
 
     def cancel(self) -> int:
-        """Delete every attempt the journal has open; the number deleted."""
+        """Delete every attempt the journal has open; the number deleted. Every open attempt
+        is tried; if the plugin refused some, :class:`ProductionError` names them after the
+        others are cancelled (they stay open in the journal, so cancel can be run again)."""
         n = 0
+        failed: list[str] = []
         todo = {t.key: t for t in self.tasks}
         for key, e in self.journal.open_attempts().items():
             if key not in todo:
@@ -350,8 +353,15 @@ class Production:
             pod = todo[key].build(e["attempt"])
             try:
                 self.client.delete(pod)
-            except PluginCallError:
+            except PluginCallError as exc:
+                failed.append(f"{pod['metadata']['name']} ({exc})")
                 continue
             self.journal.append("end", key=key, attempt=e["attempt"], phase="Cancelled")
             n += 1
+        if failed:
+            raise ProductionError(
+                f"cancelled {n} pod(s); the plugin did not delete {len(failed)}: "
+                + "; ".join(failed)
+                + " - run cancel again when the plugin answers"
+            )
         return n
