@@ -43,6 +43,7 @@ from flashlink.production import (
     PayloadSettings,
     PluginClient,
     Production,
+    ProductionError,
     parse_request,
     software_binds,
 )
@@ -155,7 +156,10 @@ def main() -> None:  # noqa: PLR0915 - one measurement, many numbers
             # the jobs still running and report the finished ones (per-event figures hold)
             complete = False
             snap = production.snapshot()
-            print(f"interrupted: {production.cancel()} running job(s) cancelled", flush=True)
+            try:
+                print(f"interrupted: {production.cancel()} running job(s) cancelled", flush=True)
+            except ProductionError as exc:  # the plugin stopped first: say which jobs remain
+                print(f"interrupted: {exc}", flush=True)
         t_return = time.time()
         t_merge = time.perf_counter()
         records = production.done_records()
