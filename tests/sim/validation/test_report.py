@@ -56,11 +56,12 @@ def test_report_on_a_ci_sample(samples: tuple[str, str, str], tmp_path: Path) ->
             assert m["w1_core"] < max(0.15, 4 * m["w1_floor"]), (name, col, m)
             assert m["ks"] < 0.2, (name, col, m)
     aucs = {name: info["c2st"]["auc"] for name, info in result["models"].items()}
-    # the classifiers meet the 0.55 with room; the generators do not (0.8-0.9 on the
-    # held-out samples, docs/flash.md): these bounds guard against regressions only
+    # the classifiers meet the 0.55 with room; the generators do not on large held-out
+    # samples (0.60-0.69 on test_Bu, docs/flash.md) but this sample is too small to tell them
+    # apart (0.50-0.57; the previous set gave 0.72-0.92 on test_Bu): regression guards only
     for name in ("track_type", "is_muon"):
         assert aucs[name] < 0.6, aucs
-    assert all(a < 0.92 for a in aucs.values() if np.isfinite(a)), aucs
+    assert all(a < 0.75 for a in aucs.values() if np.isfinite(a)), aucs  # 0.50-0.57 measured
     eff = result["efficiency"]["reconstructed"]
     assert eff["within_2sigma"] >= 0.6, eff
     for k in ("qop", "x", "tx"):
@@ -69,6 +70,10 @@ def test_report_on_a_ci_sample(samples: tuple[str, str, str], tmp_path: Path) ->
     assert mass["flash"]["matched"] > 150
     assert abs(mass["mean_rel_diff"]) < 0.002
     assert abs(mass["width_rel_diff"]) < 0.3
+    # bootstrap errors: ~4 % of a width for ~1000 candidates per side (docs/flash.md)
+    assert 0.0 < mass["mean_rel_diff_err"] < 0.002
+    assert 0.01 < mass["width_rel_diff_err"] < 0.2
+    assert f"+- {mass['width_rel_diff_err']:.3f}" in result["summary"]["mass_width_rel_diff"]
     roc = result["pid_roc"]
     assert roc["flash"] is None or roc["flash"]["auc"] > 0.5
     over = result["oversampling"]

@@ -89,9 +89,11 @@ class ModelSpec:
     #: at least this many optimiser steps, whatever the epochs (small training sets such as
     #: the electrons' ~6k rows got only ~60 steps from 20 epochs and stayed undertrained)
     min_steps: int = 1500
-    #: 250 steps leave a flow undertrained (the PID flows' validation NLL still fell by ~0.1
-    #: nat per 25 steps at the end); the resolution flow gets 1200 (see resolution())
-    flow_min_steps: int = 250
+    #: 250 steps left the flows undertrained (validation NLL still falling steeply; the
+    #: resolution flow's 8.81 nats at 250 steps were 6.5 at 1200). One step of the largest
+    #: flow (covariance, batch 2048) costs ~0.13 s on 2 idle cores: 2400 steps for every flow
+    #: keep the whole set's training near 20 minutes
+    flow_min_steps: int = 2400
     batch_size: int = 2048
     lr: float = 3e-3
     #: class weights are never used: a classifier must give calibrated probabilities
@@ -135,8 +137,6 @@ def resolution() -> ModelSpec:
         "reconstructed",
         families=("mlp", "flow"),
         noise=10,
-        # 250 steps: validation NLL 8.81; 1200 steps: 6.5 (measured, second session)
-        flow_min_steps=1200,
     )
 
 
@@ -150,6 +150,9 @@ def covariance() -> ModelSpec:
         "reconstructed",
         families=("mlp", "flow"),
         noise=4,
+        # 15 outputs: this flow costs 3.4 us per tracked particle, a third of the chain; 2 x
+        # 32x32 conditioners cost 2.0 us but raised its validation AUC from 0.76 to 0.86
+        # (measured, docs/flash.md): fidelity first
     )
 
 
