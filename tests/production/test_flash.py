@@ -186,7 +186,10 @@ def test_the_demo_summary_reads_the_report(production: tuple[Path, str]) -> None
     }
     mass = metrics["mass_peak"]
     assert f"({mass['flash']['matched']} candidates)" in lines["B mass peak"]
-    assert f"width {100 * mass['width_rel_diff']:+.1f} %" in lines["B mass peak"]
+    assert (
+        f"width {100 * mass['width_rel_diff']:+.1f} % +- {100 * mass['width_rel_diff_err']:.1f} %"
+        in lines["B mass peak"]
+    )
     features = [m for i in metrics["models"].values() for m in i.get("features", {}).values()]
     assert f" of {len(features)} model outputs" in lines["distributions"]
     assert metrics["summary"]["checks"] in lines["strict checks"]

@@ -167,7 +167,12 @@ def test_production_on_batch_site(  # noqa: PLR0917 - fixtures
     else:
         output = str(_shared_dir(shared_tmp / "prod"))
         extra = (output,)
-    production_request = parse_request(_request(f"bu2jpsik-{kind}", output, 200))
+    # on the HTCondor pool with S3 outputs the reference Pod runs too (generate, detailed,
+    # flash with the shipped models, validate): the report is made on a batch node and uploaded
+    reference = {"events": 60 if storage == "s3" else 0}
+    production_request = parse_request(
+        _request(f"bu2jpsik-{kind}", output, 200, reference=reference)
+    )
     state = shared_tmp / "state"
     with _plugin(service, payload, shared_tmp, binds, *extra) as url:
         client = PluginClient(url)
@@ -185,23 +190,49 @@ def test_production_on_batch_site(  # noqa: PLR0917 - fixtures
     root = state if storage == "s3" else Path(output)
     logs = sorted(root.glob("jobs/*/a1/logs/*.log"))
     assert snap.failed == 0, [p.read_text()[-800:] for p in logs]
-    assert snap.done == 2
+    assert snap.done == 2 + (reference["events"] > 0)
     outputs = Outputs(output)
     chunks = [_entries(outputs, f"{output}/jobs/j000{i}/a1/ntuple.root") for i in (0, 1)]
     merged = _entries(outputs, f"{output}/ntuple.root")
     assert merged == sum(chunks) > 100  # most B+ -> J/psi K+ events give a candidate
     with outputs.local_copy(f"{output}/provenance.json") as path:
         record = json.loads(path.read_text())
-    assert (record["events"], record["candidates"], record["submissions"]) == (200, merged, 2)
+    submissions = 2 + (reference["events"] > 0)  # the reference Pod is one more submission
+    assert (record["events"], record["candidates"], record["submissions"]) == (
+        200,
+        merged,
+        submissions,
+    )
     assert record["merged_ntuple"] == f"{output}/ntuple.root"
     assert all(j["bytes"] > 0 for j in record["jobs"])
     assert "100 events in" in (root / "jobs/j0000/a1/logs/generate.log").read_text()
+    if reference["events"]:
+        report = f"{output}/reference/a1/report"
+        with outputs.local_copy(f"{report}/metrics.json") as path:
+            metrics = json.loads(path.read_text())
+        assert set(metrics["models"]) >= {"resolution", "covariance", "track_type"}
+        assert metrics["mass_peak"]["ref"]["matched"] > 10
+        assert "checks" in metrics["summary"]
+        with outputs.local_copy(f"{report}/index.html") as path:
+            assert "Done-criteria" in path.read_text()
+        assert record["report"] == f"{report}/index.html"
     if storage == "s3":
         assert not list(shared_tmp.glob("**/ntuple.root"))  # no output landed on a disk
-        assert sorted(outputs.sizes(output)) == sorted(
+        keys = sorted(outputs.sizes(output))
+        assert [k for k in keys if not k.startswith("reference/")] == sorted(
             [f"jobs/j000{i}/a1/{f}" for i in (0, 1) for f in _CHUNK_FILES]
             + ["ntuple.root", "provenance.json"]
         )
+        assert {
+            f"reference/a1/{f}"
+            for f in (
+                "events.parquet",
+                "detailed/tracks.parquet",
+                "flash/tracks.parquet",
+                "report/index.html",
+                "report/metrics.json",
+            )
+        } <= set(keys)
         _check_secret_kept(secret, shared_tmp)
     else:
         owners = {p.stat().st_uid for p in Path(output).glob("jobs/*/a1/ntuple.root")}

@@ -92,6 +92,10 @@ def _fmt(value: Any, spec: str) -> str:
     return "n/a"
 
 
+def _percent(value: Any) -> Any:
+    return 100 * value if isinstance(value, int | float) else None
+
+
 def summarize_report(metrics: dict[str, Any]) -> list[str]:
     """A few lines from a report's ``metrics.json``: the numbers that say whether the flash
     simulation agrees with the reference at this sample size (README, "What the report means").
@@ -105,7 +109,8 @@ def summarize_report(metrics: dict[str, Any]) -> list[str]:
             f"{_fmt(1000 * f['width'], '.1f')} MeV ({f['matched']} candidates)  vs  reference "
             f"{_fmt(r['mean'], '.4f')} GeV, {_fmt(1000 * r['width'], '.1f')} MeV "
             f"({r['matched']}): mean {_fmt(100 * mass['mean_rel_diff'], '+.2f')} %, width "
-            f"{_fmt(100 * mass['width_rel_diff'], '+.1f')} %"
+            f"{_fmt(100 * mass['width_rel_diff'], '+.1f')} % "
+            f"+- {_fmt(_percent(mass.get('width_rel_diff_err')), '.1f')} % (statistical)"
         )
     eff = (metrics.get("efficiency") or {}).get("reconstructed") or {}
     if "within_2sigma" in eff:
