@@ -148,7 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=Path, required=True)
     parser.add_argument("--models", type=Path, default=None, help="default: the shipped set")
-    parser.add_argument("--family", choices=("auto", "mlp", "flow"), default="auto")
+    parser.add_argument("--family", default="auto", help="auto, mlp, flow or e.g. covariance=mlp")
     parser.add_argument("--only", default=",".join(SAMPLES))
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--seed", type=int, default=5)

@@ -344,7 +344,10 @@ def flash(
     ] = "auto",
     family: Annotated[
         str,
-        typer.Option(help="generators: auto (chosen by validation), mlp (fastest) or flow"),
+        typer.Option(
+            help="generators: auto (chosen by validation), mlp (fastest), flow, or per model "
+            "(e.g. covariance=mlp)"
+        ),
     ] = "auto",
 ) -> None:
     """Flash simulation: the trained models turn generator particles into reconstructed

@@ -116,6 +116,19 @@ def test_bad_model_sets_are_reported(tmp_path: Path) -> None:
         FlashChain().process(concat_chunks([]), 1, 0, oversample=0)
 
 
+def test_family_per_model(gun_events: EventChunk) -> None:
+    # the shipped set keeps the family not chosen: covariance=mlp trades its fidelity for speed
+    mixed = FlashChain(family="covariance=mlp, pid_K=flow")
+    assert mixed.models["covariance"].family == "mlp"
+    assert mixed.models["resolution"].family == FlashChain().models["resolution"].family
+    assert FlashChain(family="mlp").models["resolution"].family == "mlp"
+    tables = mixed.simulate(gun_events, np.random.default_rng(3))
+    assert np.all(np.isfinite(tables["tracks"]["cov_44"]))
+    for bad in ("covariance", "covariance=gan", "nosuch=mlp", "mlp,flow"):
+        with pytest.raises(ModelFormatError, match="model=family pairs"):
+            FlashChain(family=bad)
+
+
 def test_inference_and_cli_never_import_torch() -> None:
     code = (
         "import sys\n"

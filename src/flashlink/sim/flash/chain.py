@@ -56,6 +56,23 @@ def default_model_dir() -> Path:
     return Path(str(resources.files("flashlink.sim.flash") / "pretrained"))
 
 
+def _families(family: str) -> dict[str, str]:
+    """``auto``, ``mlp``, ``flow`` for every model, or ``model=family,...`` (others ``auto``)."""
+    families = {"auto", "mlp", "flow"}
+    if family in families:
+        return dict.fromkeys(CHAIN, family)
+    choice = dict.fromkeys(CHAIN, "auto")
+    for item in family.split(","):
+        model, sep, fam = (part.strip() for part in item.partition("="))
+        if not sep or model not in CHAIN or fam not in families:
+            raise ModelFormatError(
+                f"family {family!r} is invalid: use auto, mlp, flow, or model=family pairs "
+                f"separated by commas, models from {list(CHAIN)}, families auto, mlp, flow"
+            )
+        choice[model] = fam
+    return choice
+
+
 def _batched(fn: Callable[[F32], F32], x: F32) -> F32:
     if len(x) <= _BATCH:
         return fn(x)
@@ -73,7 +90,8 @@ class FlashChain:
         family: str = "auto",
     ) -> None:
         """``family``: ``auto`` uses each model's family chosen by the validation; ``mlp`` or
-        ``flow`` uses that family wherever the set has it (``<model>/alternatives/``)."""
+        ``flow`` uses that family wherever the set has it (``<model>/alternatives/``);
+        ``covariance=mlp,pid_K=mlp`` chooses per model (the others stay ``auto``)."""
         self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         try:
             self.config: dict[str, Any] = json.loads((self.model_dir / "chain.json").read_text())
@@ -87,13 +105,12 @@ class FlashChain:
             raise ModelFormatError(f"model set {self.model_dir} lacks the models {missing}")
         if not self.config.get("pv"):
             raise ModelFormatError(f"model set {self.model_dir} has no PV smearing parameters")
-        if family not in {"auto", "mlp", "flow"}:
-            raise ModelFormatError(f"family {family!r} is unknown; valid: auto, mlp, flow")
+        choice = _families(family)
         self.models = {}
         for m in CHAIN:
             path = self.model_dir / m
-            alternative = path / "alternatives" / family
-            if family != "auto" and alternative.exists():
+            alternative = path / "alternatives" / choice[m]
+            if choice[m] != "auto" and alternative.exists():
                 path = alternative
             self.models[m] = FlashModel(path, backend, threads)
         self.timing: dict[str, float] = dict.fromkeys((*CHAIN, "features", "assemble"), 0.0)
