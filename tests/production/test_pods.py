@@ -63,6 +63,10 @@ def test_job_pod() -> None:
         "--seed",
     ]
     assert flash["args"][flash["args"].index("--oversample") + 1] == "4"
+    assert "--family" not in flash["args"]  # auto: the set's own choice
+    mixed = parse_request({**REQUEST.model_dump(), "family": "covariance=mlp"})
+    mixed_flash = build_job_pod(mixed, job, 2, PAYLOAD)["spec"]["initContainers"][1]["args"]
+    assert mixed_flash[mixed_flash.index("--family") + 1] == "covariance=mlp"
     ntuple = spec["containers"][0]["args"]
     assert ntuple[ntuple.index("--run-number") + 1] == "2"  # job 1: run 2 (0 = no production)
     assert flash["args"][flash["args"].index("--models") + 1] == "/models/v1"

@@ -55,6 +55,7 @@ def test_defaults_and_jobs() -> None:
         ({"evnts": 3}, "evnts: unknown field"),
         ({"retries": -1}, "retries: Input should be greater than or equal to 0"),
         ({"simulation": "detailed", "oversampling": 3}, "oversampling applies to simulation"),
+        ({"family": "covariance=gan"}, "family: family 'covariance=gan' is invalid"),
     ],
 )
 def test_bad_fields_are_named(changes: dict[str, Any], expected: str) -> None:

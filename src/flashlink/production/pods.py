@@ -93,6 +93,8 @@ def _flash_args(request: ProductionRequest, events: str, out: str, seed: int, k:
     args = ["sim", "flash", events, out, "--seed", str(seed), "--oversample", str(k)]
     if request.models != "shipped":
         args += ["--models", request.models]
+    if request.family != "auto":
+        args += ["--family", request.family]
     return args
 
 

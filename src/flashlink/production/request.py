@@ -110,6 +110,10 @@ class ProductionRequest(_Strict):
     oversampling: int = Field(default=1, ge=1, le=100, description="flash replicas per event")
     seed: int = Field(default=1, ge=0, description="first seed; job i uses seed + i")
     models: str = Field(default="shipped", description="'shipped' or a model-set directory")
+    family: str = Field(
+        default="auto",
+        description="flash generators: auto, mlp, flow or per model (e.g. covariance=mlp)",
+    )
     site: str = Field(default="local", description="the plugin site (toleration pool.vk.io)")
     resources: Resources = Field(default_factory=Resources)
     output: str = Field(description="output directory or s3://bucket/prefix")
@@ -127,6 +131,18 @@ class ProductionRequest(_Strict):
                 f"{value!r} is not a lower-case DNS label of at most 40 characters "
                 "(a-z, 0-9, '-'; e.g. bu2jpsik-1m)"
             )
+        return value
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, value: str) -> str:
+        from flashlink.sim.flash.chain import parse_families  # noqa: PLC0415 - numpy, lazily
+        from flashlink.sim.flash.errors import ModelFormatError  # noqa: PLC0415
+
+        try:
+            parse_families(value)
+        except ModelFormatError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("output")

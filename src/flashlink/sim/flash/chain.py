@@ -26,7 +26,7 @@ the same seed and chunking give identical output.
 
 from __future__ import annotations
 
-__all__ = ["FlashChain", "default_model_dir", "run_flash"]
+__all__ = ["FlashChain", "default_model_dir", "parse_families", "run_flash"]
 
 import json
 import time
@@ -56,7 +56,7 @@ def default_model_dir() -> Path:
     return Path(str(resources.files("flashlink.sim.flash") / "pretrained"))
 
 
-def _families(family: str) -> dict[str, str]:
+def parse_families(family: str) -> dict[str, str]:
     """``auto``, ``mlp``, ``flow`` for every model, or ``model=family,...`` (others ``auto``)."""
     families = {"auto", "mlp", "flow"}
     if family in families:
@@ -105,7 +105,7 @@ class FlashChain:
             raise ModelFormatError(f"model set {self.model_dir} lacks the models {missing}")
         if not self.config.get("pv"):
             raise ModelFormatError(f"model set {self.model_dir} has no PV smearing parameters")
-        choice = _families(family)
+        choice = parse_families(family)
         self.models = {}
         for m in CHAIN:
             path = self.model_dir / m
