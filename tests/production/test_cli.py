@@ -19,6 +19,21 @@ def _write(tmp_path: Path, data: object) -> Path:
     return path
 
 
+def _two_jobs(tmp_path: Path, out: Path) -> Path:
+    """A request of two 5-event jobs without a reference, written to ``tmp_path``."""
+    return _write(
+        tmp_path,
+        {
+            "name": "x",
+            "event": {"kind": "gun"},
+            "events": 10,
+            "events_per_job": 5,
+            "output": str(out),
+            "reference": {"events": 0},
+        },
+    )
+
+
 def test_run_refuses_a_bad_request_before_anything(tmp_path: Path) -> None:
     bad = _write(
         tmp_path,
@@ -56,17 +71,7 @@ def test_run_names_an_unreachable_plugin(tmp_path: Path) -> None:
 
 def test_status_from_the_output_directory(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    request = _write(
-        tmp_path,
-        {
-            "name": "x",
-            "event": {"kind": "gun"},
-            "events": 10,
-            "events_per_job": 5,
-            "output": str(out),
-            "reference": {"events": 0},
-        },
-    )
+    request = _two_jobs(tmp_path, out)
     (out / "jobs" / "j0000").mkdir(parents=True)
     (out / "jobs" / "j0000" / "done.json").write_text("{}")
     journal = Journal(out)
@@ -92,17 +97,7 @@ def test_journal_survives_a_cut_line(tmp_path: Path) -> None:
 
 def test_cancel_says_which_pods_the_plugin_did_not_delete(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    request = _write(
-        tmp_path,
-        {
-            "name": "x",
-            "event": {"kind": "gun"},
-            "events": 10,
-            "events_per_job": 5,
-            "output": str(out),
-            "reference": {"events": 0},
-        },
-    )
+    request = _two_jobs(tmp_path, out)
     journal = Journal(out)
     journal.append("submit", key="j0000", attempt=1, name="x-j0000-a1", uid="u0")
     journal.append("submit", key="j0001", attempt=2, name="x-j0001-a2", uid="u1")
