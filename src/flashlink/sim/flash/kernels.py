@@ -9,8 +9,11 @@ the first session's profile). What made it fast, measured on this machine:
 
 * **feature-major layout**: the conditioners run as ``W^T @ input^T``, so a spline
   parameter or a feature is one contiguous row and the batch rows are the innermost loop;
-  every step (squash, exp, knot sums, the bin search as a running selection over the K
-  bins, the quadratic) is then a branch-free loop that LLVM vectorises;
+  every step (squash, exp, knot sums, the bin as a count of the knots below y, the
+  quadratic) is then a branch-free loop that LLVM vectorises;
+* **no select loops**: the bin's knots and derivatives are gathered by index after the
+  bin is counted, not selected by a masked pass over all K bins (LLVM vectorised none of
+  those: 94 -> 34 ns per value);
 * **a vectorisable exp**: ``(p(x / 16))^16`` with a degree-7 Taylor polynomial ``p`` in
   float32 (0.4 ns per value against 8.8 ns for glibc's scalar ``exp``, which LLVM cannot
   vectorise without SVML); only the two derivatives at the bin's knots are exponentiated;
@@ -114,11 +117,14 @@ def spline_inverse(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled kernel, fl
     feature-major layout (one contiguous row per parameter or feature, one column per row
     of the batch). ``phi`` is overwritten.
 
-    The rows of the batch are the innermost loop everywhere, so that every step - squashing,
-    exp, knot sums, the bin search as a running selection over the K bins, the quadratic -
-    is a branch-free loop over contiguous floats that LLVM vectorises (one spline at a time,
-    with a data-dependent bin walk, took 260 ns per value, measured). The derivatives are
-    selected first and exponentiated after: 2 of the K - 1 per value."""
+    Every loop but one runs over the rows of the batch and touches few arrays, so that LLVM
+    vectorises it: squash and exp of the widths and heights, their running sums *in place*
+    (row k of the widths becomes the knot position k + 1), the bin as a count of the knots
+    below y, then exp of the two derivatives at the bin's knots and the quadratic. The one
+    scalar loop gathers, per row, the bin's knots and raw derivatives by index. Measured on
+    8 features x 1,000 rows (8 bins): 34 ns per value, against 94 ns for selecting the bin's
+    values with a masked pass over all K bins (the previous kernel: LLVM vectorised none of
+    those select loops) and 260 ns for a per-row bin walk."""
     m = phi.shape[1]
     per = 3 * bins - 1
     lo = np.float32(-bound)
@@ -126,22 +132,21 @@ def spline_inverse(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled kernel, fl
     two_b = np.float32(2.0 * bound)
     one = np.float32(1.0)
     zero = np.float32(0.0)
+    zero64 = np.float64(0.0)
     sw = np.empty(m, np.float32)
     sh = np.empty(m, np.float32)
-    cx = np.empty(m, np.float32)
-    cy = np.empty(m, np.float32)
+    kk = np.empty(m, np.int64)
     x0 = np.empty(m, np.float32)
     y0 = np.empty(m, np.float32)
     wk = np.empty(m, np.float32)
     hk = np.empty(m, np.float32)
     d0 = np.empty(m, np.float32)
     d1 = np.empty(m, np.float32)
-    kk = np.empty(m, np.float32)
     for c in range(cols.shape[0]):
-        j = cols[c]
+        yy = y[cols[c]]
         o = c * per
-        yy = y[j]
-        for i in range(o, o + 2 * bins):
+        od = o + 2 * bins
+        for i in range(o, od):
             f = fac[i]
             row = phi[i]
             for r in range(m):
@@ -149,84 +154,75 @@ def spline_inverse(  # noqa: PLR0912, PLR0915, PLR0917 - one compiled kernel, fl
                 row[r] = v / (one + abs(f * v))
             for r in range(m):
                 row[r] = _exp(row[r])
-        for r in range(m):
-            sw[r] = 0.0
-            sh[r] = 0.0
-        for k in range(bins):
-            ew = phi[o + k]
-            eh = phi[o + bins + k]
-            for r in range(m):
-                sw[r] += ew[r]
-                sh[r] += eh[r]
-        for r in range(m):
-            sw[r] = two_b / sw[r]
-            sh[r] = two_b / sh[r]
-            cx[r] = lo
-            cy[r] = lo
-        # the bin of y: the last one whose lower knot is below y (bin 0 for y <= -B, where
-        # the identity applies anyway), then its knots, size and raw end-point derivatives;
-        # several loops over few arrays each: with all of them in one loop LLVM vectorised
-        # nothing (too many possible aliases to check), 80 -> 25 ns per value (measured)
-        for k in range(bins):
-            eh = phi[o + bins + k]
-            fk = np.float32(k)
-            first = k == 0
-            for r in range(m):
-                h = eh[r] * sh[r]
-                take = first or cy[r] < yy[r]
-                kk[r] = fk if take else kk[r]
-                y0[r] = cy[r] if take else y0[r]
-                hk[r] = h if take else hk[r]
-                cy[r] += h
-        for k in range(bins):
-            ew = phi[o + k]
-            fk = np.float32(k)
-            for r in range(m):
-                w = ew[r] * sw[r]
-                x0[r] = cx[r] if kk[r] == fk else x0[r]
-                wk[r] = w if kk[r] == fk else wk[r]
-                cx[r] += w
-        for r in range(m):
-            d0[r] = zero
-            d1[r] = zero
-        for k in range(bins):
-            fk = np.float32(k)
-            if k > 0:
-                ed = phi[o + 2 * bins + k - 1]
+        # running sums in place: phi[o + k] = widths 0..k, phi[o + K + k] = heights 0..k
+        for k in range(1, bins):
+            for base in (o, o + bins):
+                cur = phi[base + k]
+                prev = phi[base + k - 1]
                 for r in range(m):
-                    d0[r] = ed[r] if kk[r] == fk else d0[r]
-            if k < bins - 1:
-                ed = phi[o + 2 * bins + k]
-                for r in range(m):
-                    d1[r] = ed[r] if kk[r] == fk else d1[r]
-        f = fac[o + 2 * bins]
-        for r in range(m):  # exp(0) = 1 at the outer knots
+                    cur[r] += prev[r]
+        tw = phi[o + bins - 1]
+        th = phi[od - 1]
+        for r in range(m):
+            sw[r] = two_b / tw[r]
+            sh[r] = two_b / th[r]
+        # the bin of y: the number of inner knots below it (bin 0 for y <= -B, where the
+        # identity applies anyway)
+        for r in range(m):
+            kk[r] = 0
+        for k in range(bins - 1):
+            ch = phi[o + bins + k]
+            for r in range(m):
+                kk[r] += np.int64(lo + ch[r] * sh[r] < yy[r])
+        for r in range(m):  # the gather, by index: scalar
+            k = kk[r]
+            km = max(k - 1, 0)
+            cw0 = phi[o + km, r] if k > 0 else zero
+            ch0 = phi[o + bins + km, r] if k > 0 else zero
+            x0[r] = cw0
+            y0[r] = ch0
+            wk[r] = phi[o + k, r] - cw0
+            hk[r] = phi[o + bins + k, r] - ch0
+            g0 = phi[od + km, r]
+            g1 = phi[od + min(k, bins - 2), r]
+            d0[r] = g0 if k > 0 else zero  # exp(0) = 1 at the outer knots
+            d1[r] = g1 if k < bins - 1 else zero
+        f = fac[od]
+        for r in range(m):
             v = d0[r]
-            d0[r] = v / (one + abs(f * v))
-            v = d1[r]
-            d1[r] = v / (one + abs(f * v))
+            d0[r] = _exp(v / (one + abs(f * v)))
         for r in range(m):
-            d0[r] = _exp(d0[r])
-            d1[r] = _exp(d1[r])
-        out = dest[j]
+            v = d1[r]
+            d1[r] = _exp(v / (one + abs(f * v)))
+        for r in range(m):
+            x0[r] = lo + x0[r] * sw[r]
+            wk[r] *= sw[r]
+        for r in range(m):
+            y0[r] = lo + y0[r] * sh[r]
+            hk[r] *= sh[r]
+        out = dest[cols[c]]
         for r in range(m):
             # the quadratic in float64: its cancellations cost 4e-4 over three transforms in
             # float32, against the 2e-4 of the equality test with zuko
-            v = np.float64(yy[r])
+            yv = yy[r]
+            v64 = np.float64(yv)
             w = np.float64(wk[r])
             h = np.float64(hk[r])
             e0 = np.float64(d0[r])
             s = h / w
-            yr = v - np.float64(y0[r])
+            yr = v64 - np.float64(y0[r])
             curve = e0 + np.float64(d1[r]) - 2.0 * s
             a = h * (s - e0) + yr * curve
             b = h * e0 - yr * curve
             q = -s * yr
-            disc = max(b * b - 4.0 * a * q, 0.0)
-            denom = -b - math.sqrt(disc)
-            z = 2.0 * q / denom if denom != 0.0 else 0.0
-            inside = (v > lo) & (v <= hi)
-            out[r] = np.float32(np.float64(x0[r]) + z * w) if inside else yy[r]
+            disc = b * b - 4.0 * a * q
+            disc = disc if disc > 0.0 else zero64
+            denom = -b - np.sqrt(disc)
+            z = 2.0 * q / denom
+            z = z if denom != 0.0 else zero64
+            inside = (yv > lo) & (yv <= hi)
+            res = np.float32(np.float64(x0[r]) + z * w)
+            out[r] = res if inside else yv
 
 
 @_jit
