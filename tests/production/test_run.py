@@ -137,6 +137,18 @@ def test_killed_driver_resumes_without_resubmitting(payload: Service, shared_tmp
             assert driver.poll() is None, driver.stderr.read() if driver.stderr else ""
             assert time.monotonic() < deadline, "no job finished in 240 s"
             time.sleep(0.2)
+        # a second driver of the same production is refused while the first one runs
+        second = subprocess.run(
+            _cmd(payload, "run", request),
+            env=_env(payload),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        said = " ".join((second.stdout + second.stderr).split())
+        assert second.returncode == 2, said
+        assert f"already being run by another driver (process {driver.pid}," in said
     finally:
         driver.send_signal(signal.SIGKILL)  # a crash: no cleanup, jobs keep running
         driver.wait(timeout=30)
@@ -158,7 +170,7 @@ def test_killed_driver_resumes_without_resubmitting(payload: Service, shared_tmp
     # each job submitted exactly once: the unfinished ones were adopted, not submitted again
     assert journal.submissions() == 3, journal.entries()
     runs = [e for e in journal.entries() if e["event"] == "run"]
-    assert len(runs) == 2
+    assert len(runs) == 2  # the refused driver wrote nothing; the killed one left no lock
     assert len(runs[1]["todo"]) == 3 - done_before
     assert json.loads((out / "provenance.json").read_text())["events"] == 300
 

@@ -179,8 +179,13 @@ class Production:
         return snap
 
     def run(self, on_update: Callable[[Snapshot], None] | None = None) -> Snapshot:
-        """Submit what is missing, follow it, retry failures; returns the final counts."""
+        """Submit what is missing, follow it, retry failures; returns the final counts.
+        Refuses (:class:`ProductionError`) while another driver runs the same production."""
         _ = self.secrets  # no credentials for an S3 output: fail before any submission
+        with self.journal.driving():
+            return self._run(on_update)
+
+    def _run(self, on_update: Callable[[Snapshot], None] | None) -> Snapshot:
         snap = self.snapshot()
         snap.events_at_start = snap.events_done
         todo = {t.key: t for t in self.tasks if not t.done_file.exists()}

@@ -3,6 +3,7 @@
 Layout under the output directory::
 
     .flashlink/journal.jsonl     one line per submission and per end of an attempt
+    .flashlink/driver.lock       held (flock) by the one driver running the production
     .flashlink/plugin/           the embedded plugin's state (its jobs survive a driver crash)
     jobs/j0003/a1/               one attempt: events, flash output, ntuple.root, logs/
     jobs/j0003/done.json         written last, after the attempt succeeded: the job is done
@@ -17,11 +18,16 @@ from __future__ import annotations
 
 __all__ = ["Journal"]
 
+import contextlib
+import fcntl
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from flashlink.production.errors import ProductionError
 
 
 class Journal:
@@ -38,6 +44,33 @@ class Journal:
             f.write(line + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+    @contextlib.contextmanager
+    def driving(self) -> Iterator[None]:
+        """Hold the production's driver lock: a second driver of the same production would
+        adopt the first one's attempts, submit the same Pods again and write to the same job
+        directories (their names follow from the request), so it is refused. The lock is an
+        ``flock`` on ``.flashlink/driver.lock``: the kernel releases it when the driver exits,
+        killed or not, so a crash never leaves a stale lock behind."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / "driver.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                raise ProductionError(
+                    f"this production is already being run by another driver (process "
+                    f"{holder}, lock {path}): wait for it to finish, follow it with "
+                    "'flashlink production status', or stop it with 'flashlink production "
+                    "cancel'"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def entries(self) -> list[dict[str, Any]]:
         if not self.path.exists():
