@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from flashlink.sim.flash import default_model_dir
 from flashlink.sim.flash.errors import ModelFormatError
 from flashlink.sim.flash.export import export_model, flow_layers, mlp_layers
 from flashlink.sim.flash.nets import EnergyGenerator, energy_score, flow, mlp
@@ -202,3 +203,24 @@ def test_target_map_ignores_extreme_outliers() -> None:
     far, edge = tmap.inverse(np.array([[4.5], [4.0]], np.float32))[:, 0]
     assert far == edge
     assert np.mean(rel > 1e-3) <= 2e-4
+
+
+def test_numba_flow_in_batches_of_any_size_equals_one_batch() -> None:
+    """The numba backend reuses its conditioner buffers from call to call: batches of any
+    size (a chunk's last tile has any) give what one batch gives, and the buffers kept stay
+    bounded."""
+    model = FlashModel(default_model_dir() / "covariance", "numba")
+    sizes = [1, 7, 999, 1000, 1001, 17, 575, 1000, 3]
+    n = sum(sizes)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(n, len(model.inputs))).astype(np.float32)
+    base = rng.normal(size=(n, len(model.outputs))).astype(np.float32)
+    whole = model.sample_normal(x, rng, base=base.copy())
+    edges = np.cumsum([0, *sizes])
+    parts = [
+        model.sample_normal(x[a:b], rng, base=base[a:b].copy())
+        for a, b in zip(edges[:-1], edges[1:], strict=True)
+    ]
+    np.testing.assert_allclose(np.concatenate(parts), whole, atol=2e-5, rtol=1e-5)
+    assert model._compiled is not None
+    assert max(len(net._bufs) for net in model._compiled.nets_t.values()) <= 4

@@ -193,6 +193,8 @@ class _DenseNetT:
     def _buffers(self, m: int) -> list[F32]:
         bufs = self._bufs.get(m)
         if bufs is None:
+            if len(self._bufs) >= 4:  # bounded: a chunk's last tile has any size
+                del self._bufs[next(iter(self._bufs))]
             last = len(self.weights) - 1
             bufs = []
             for k, w in enumerate(self.weights):
