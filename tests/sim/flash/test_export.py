@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -219,7 +220,7 @@ def test_numba_flow_in_batches_of_any_size_equals_one_batch() -> None:
     edges = np.cumsum([0, *sizes])
     parts = [
         model.sample_normal(x[a:b], rng, base=base[a:b].copy())
-        for a, b in zip(edges[:-1], edges[1:], strict=True)
+        for a, b in itertools.pairwise(edges)
     ]
     np.testing.assert_allclose(np.concatenate(parts), whole, atol=2e-5, rtol=1e-5)
     assert model._compiled is not None
