@@ -39,7 +39,13 @@ import numpy as np
 import numpy.typing as npt
 
 from flashlink.sim.flash.errors import ModelFormatError
-from flashlink.sim.flash.features import SPECIES, base_features, select_tracked, species_index
+from flashlink.sim.flash.features import (
+    SPECIES,
+    base_features,
+    event_runs,
+    select_tracked,
+    species_index,
+)
 from flashlink.sim.flash.models import CHAIN, COV_PAIRS
 from flashlink.sim.flash.pv import smear_pvs
 from flashlink.sim.flash.runtime import FlashModel
@@ -156,8 +162,8 @@ class FlashChain:
         )
         t1 = time.perf_counter()
         ev = parts["event_id"][reco]
-        _, inverse, counts = np.unique(ev, return_inverse=True, return_counts=True)
-        n_tracks = counts[inverse]
+        _, counts = event_runs(ev)
+        n_tracks = np.repeat(counts, counts)
         log_n = np.log1p(n_tracks).astype(np.float32)[:, None]
         self.timing["assemble"] += time.perf_counter() - t1
         p_mu = self._proba("is_muon", np.concatenate([xr, log_n], axis=1))[:, 1]
@@ -221,8 +227,8 @@ class FlashChain:
         ndof = np.maximum(2 * n_velo + n_ut + n_t - 5, 1)
         chi2ndof = np.maximum(res[:, 6], 0.0)
         ev = sel["event_id"]
-        starts = np.flatnonzero(np.r_[True, ev[1:] != ev[:-1]]) if len(ev) else np.zeros(0, int)
-        key = np.arange(len(ev)) - np.repeat(starts, np.diff(np.r_[starts, len(ev)]))
+        starts, lengths = event_runs(ev)
+        key = np.arange(len(ev)) - np.repeat(starts, lengths)
         tracks: Table = {
             "event_id": ev,
             "key": key.astype(np.int64),
@@ -282,12 +288,15 @@ class FlashChain:
         )
         track_key = np.full(len(rtype), -1, np.int64)
         track_key[reco] = tracks["key"]
-        n_tracks_all = np.zeros(len(rtype), np.int64)
-        if len(reco):
-            uniq, counts = np.unique(ev, return_counts=True)
-            pos = np.searchsorted(uniq, parts["event_id"])
-            hit = (pos < len(uniq)) & (uniq[np.minimum(pos, len(uniq) - 1)] == parts["event_id"])
-            n_tracks_all[hit] = counts[pos[hit]]
+        # reconstructed tracks of each particle's event
+        is_reco = np.zeros(len(rtype), np.int64)
+        is_reco[reco] = 1
+        p_starts, p_lengths = event_runs(parts["event_id"])
+        n_tracks_all = (
+            np.repeat(np.add.reduceat(is_reco, p_starts), p_lengths)
+            if len(p_starts)
+            else np.zeros(0, np.int64)
+        )
         particles: Table = {
             k: parts[k]
             for k in ("event_id", "gen_index", "pid", "ox", "oy", "oz", "px", "py", "pz", "p")
