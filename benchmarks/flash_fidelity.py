@@ -32,6 +32,7 @@ SAMPLES = (
     "test_Bu",
     "unseen_bbbar",
     "test_minbias",
+    "test2_minbias",
     "test2_pi",
     "test2_K",
     "test2_p",
