@@ -1,8 +1,9 @@
-"""Helpers the batch backends (Slurm, HTCondor) share: job directories, users, lost jobs."""
+"""Helpers the batch backends (Slurm, HTCondor) share: job directories, users, lost jobs,
+time limits."""
 
 from __future__ import annotations
 
-__all__ = ["JobUser", "LostTracker", "prepare_job_dir", "resolve_user"]
+__all__ = ["JobUser", "LostTracker", "prepare_job_dir", "resolve_user", "time_limit"]
 
 import grp
 import os
@@ -56,6 +57,20 @@ def prepare_job_dir(path: Path, owner: JobUser | None) -> None:
             os.chown(path, owner.uid, owner.gid)
     except OSError as exc:
         raise SubmitError(f"cannot prepare the job directory {path}: {exc}") from exc
+
+
+def time_limit(walltime_seconds: int | None, margin_seconds: int) -> int | None:
+    """The seconds a site lets a job run: the Pod's activeDeadlineSeconds plus the site's
+    ``walltime_margin_seconds`` (None: the Pod has no deadline).
+
+    The job script ends its pod at the deadline itself (``DeadlineExceeded``); the margin gives
+    it the time to record that before the scheduler steps in for a pod that does not stop:
+    Slurm with ``--time`` (TIMEOUT), HTCondor with its ``periodic_hold`` on
+    ``FlashlinkDeadline``.
+    """
+    if walltime_seconds is None:
+        return None
+    return walltime_seconds + margin_seconds
 
 
 class LostTracker:

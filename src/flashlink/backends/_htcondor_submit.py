@@ -39,6 +39,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from flashlink.backends._batch import time_limit
 from flashlink.backends.base import BatchJob
 from flashlink.backends.errors import SubmitError
 
@@ -361,12 +362,12 @@ def job_commands(job: BatchJob, config: HTCondorConfig) -> dict[str, str]:
     }
     if res.ephemeral_storage_bytes:
         commands["request_disk"] = str(max(1, math.ceil(res.ephemeral_storage_bytes / 1024)))
-    if res.walltime_seconds is not None:
+    limit = time_limit(res.walltime_seconds, config.walltime_margin_seconds)
+    if limit is not None:
         # A backstop: the job script enforces activeDeadlineSeconds itself. Not
         # allowed_execute_duration: measured on 23.9, it never holds a job that has
         # transfer_output_files set (held after 16 s without, still running after 60 s with).
         # This periodic_hold did, 12 s after a 5 s deadline, with output transfer.
-        limit = res.walltime_seconds + config.walltime_margin_seconds
         commands["MY.FlashlinkDeadline"] = str(limit)
         commands["periodic_hold"] = (
             "JobStatus == 2 && time() - JobCurrentStartExecutingDate > FlashlinkDeadline"

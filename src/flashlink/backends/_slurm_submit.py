@@ -31,6 +31,7 @@ from pathlib import PurePosixPath
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from flashlink.backends._batch import time_limit
 from flashlink.backends.base import BatchJob
 from flashlink.backends.errors import SubmitError
 from flashlink.jobscript import Resources
@@ -339,8 +340,9 @@ def _resource_options(res: Resources, config: SlurmConfig) -> list[str]:
         gres[config.gres[resource]] = gres.get(config.gres[resource], 0) + count
     if gres:
         out.append("--gres=" + ",".join(f"{name}:{count}" for name, count in gres.items()))
-    if res.walltime_seconds is not None:
-        out.append(f"--time={_minutes(res.walltime_seconds + config.walltime_margin_seconds)}")
+    limit = time_limit(res.walltime_seconds, config.walltime_margin_seconds)
+    if limit is not None:
+        out.append(f"--time={_minutes(limit)}")
     elif config.default_walltime_seconds is not None:
         out.append(f"--time={_minutes(config.default_walltime_seconds)}")
     return out
