@@ -30,6 +30,7 @@ from flashlink.backends import (
     JobPhase,
     SubmitError,
 )
+from flashlink.backends._htcondor_states import PROJECTION, ad_to_dict
 from flashlink.backends._htcondor_submit import (
     DEFAULT_ALLOWED_COMMANDS,
     EXECUTABLE,
@@ -469,20 +470,85 @@ def test_the_queue_is_asked_for_known_keys_once_and_a_removed_job_is_not_adopted
         backend.cancel(jid)
 
 
+def _queued_ad(backend: HTCondorBackend, job_id: str) -> dict[str, Any]:
+    """The job's ad straight from the schedd's queue: no poll, so no deadline hold by it."""
+    cluster, proc = job_id.split(".")
+    constraint = f"ClusterId == {cluster} && ProcId == {proc}"
+    ads = backend._call(
+        "the test's query", lambda s: s.query(constraint=constraint, projection=list(PROJECTION))
+    )
+    assert len(ads) == 1, ads
+    return ad_to_dict(ads[0])
+
+
+def _watch(backend: HTCondorBackend, job_id: str, until: Any, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while not until(ad := _queued_ad(backend, job_id)):
+        assert time.monotonic() < deadline, ad
+        time.sleep(0.5)
+    return ad
+
+
 @pytest.mark.htcondor
-def test_a_job_past_its_deadline_is_held_and_reported_failed(
+def test_the_periodic_hold_backstop_holds_a_job_past_its_deadline_without_the_plugin(
     htcondor: Service, shared_tmp: Path
 ) -> None:
-    # activeDeadlineSeconds 2, no margin: the periodic_hold backstop (the job here ignores
-    # its deadline, as a job script that hung would); measured: held ~12 s after a 5 s one
+    # activeDeadlineSeconds 2, no margin, and no poll while the job runs (a poll would hold
+    # it itself): the shadow's periodic_hold holds it (measured ~6 s after the start on this
+    # pool, where the starter updates the shadow every 5 s); the poll then reads the hold
     backend = HTCondorBackend("htc", condor_config(htcondor, walltime_margin_seconds=0))
     resources = Resources(cpu=Decimal(1), memory_bytes=64 * 1024**2, walltime_seconds=2)
     job = fake_job(shared_tmp, str(uuid.uuid4()), sleep=300, resources=resources)
     (job_id,) = backend.submit([job])
-    state = wait(backend, [job_id], timeout=120)[job_id]
+    ad = _watch(backend, job_id, lambda ad: ad.get("HoldReasonCode") is not None, 120)
+    assert (ad["HoldReasonCode"], ad["HoldReasonSubCode"]) == (3, 4747), ad
+    before = backend.commands
+    state = backend.poll([job_id])[job_id]
+    assert backend.commands - before == 1  # held already: the query only, no hold
     assert (state.phase, state.reason) == (JobPhase.FAILED, "DeadlineExceeded")
     assert "ran past its activeDeadlineSeconds" in (state.message or "")
     assert "HoldReasonCode 3, subcode 4747" in (state.message or "")
+    backend.cancel(job_id)
+
+
+@pytest.mark.htcondor
+def test_a_poll_holds_a_running_job_past_its_deadline_once(
+    htcondor: Service, shared_tmp: Path
+) -> None:
+    backend = HTCondorBackend("htc", condor_config(htcondor, walltime_margin_seconds=0))
+    # 10 minutes: the periodic_hold backstop stays out of reach
+    resources = Resources(cpu=Decimal(1), memory_bytes=64 * 1024**2, walltime_seconds=600)
+    job = fake_job(shared_tmp, str(uuid.uuid4()), sleep=300, resources=resources)
+    (job_id,) = backend.submit([job])
+    ad = _watch(backend, job_id, lambda ad: ad.get("JobCurrentStartExecutingDate"), 120)
+    # The limit as the schedd's ad gives it, shortened: the shadow evaluates periodic_hold on
+    # its own copy of the ad, which this edit does not reach (measured: no hold within 25 s),
+    # so only the poll can hold the job. A poll before the limit holds nothing.
+    assert backend.poll([job_id])[job_id].phase is JobPhase.RUNNING
+    backend._call("the edit", lambda s: s.edit([job_id], "FlashlinkDeadline", "1"))
+    ad = _watch(
+        backend,
+        job_id,
+        lambda ad: ad["ServerTime"] - ad["JobCurrentStartExecutingDate"] > 1,
+        30,
+    )
+    assert (ad["JobStatus"], ad["HoldReasonCode"]) == (2, None), ad
+    before = backend.commands
+    state = backend.poll([job_id])[job_id]
+    assert backend.commands - before == 2  # the query and one hold
+    assert (state.phase, state.reason) == (JobPhase.FAILED, "DeadlineExceeded")
+    message = state.message or ""
+    assert "ran past its activeDeadlineSeconds" in message
+    assert "HoldReasonCode 1, subcode 4747" in message
+    ad = _queued_ad(backend, job_id)
+    assert (ad["JobStatus"], ad["HoldReasonCode"], ad["HoldReasonSubCode"]) == (5, 1, 4747)
+    assert "ran past its activeDeadlineSeconds" in ad["HoldReason"]
+    # idempotent: the next poll reads the hold and holds nothing again
+    before = backend.commands
+    again = backend.poll([job_id])[job_id]
+    assert backend.commands - before == 1
+    assert (again.phase, again.reason) == (JobPhase.FAILED, "DeadlineExceeded")
+    assert "HoldReasonCode 1, subcode 4747" in (again.message or "")
     backend.cancel(job_id)
 
 

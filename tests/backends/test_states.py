@@ -13,7 +13,12 @@ from typing import Any
 import pytest
 
 from flashlink.backends import BackendError, BackendUnavailableError, JobPhase
-from flashlink.backends._htcondor_states import ad_to_dict, job_id
+from flashlink.backends._htcondor_states import (
+    ad_to_dict,
+    deadline_held,
+    job_id,
+    past_deadline,
+)
 from flashlink.backends._htcondor_states import to_job_state as condor_state
 from flashlink.backends._slurm_states import (
     SlurmRecord,
@@ -280,6 +285,37 @@ def _ad(status: int, **attrs: Any) -> dict[str, Any]:
             None,
         ),
         (
+            _ad(5, HoldReason="held by the plugin", HoldReasonCode=1, HoldReasonSubCode=4747),
+            JobPhase.FAILED,
+            "DeadlineExceeded",
+            None,
+        ),
+        (
+            _ad(5, HoldReason="via condor_hold", HoldReasonCode=1, HoldReasonSubCode=0),
+            JobPhase.PENDING,
+            "Held",
+            None,
+        ),
+        (
+            # the shadow has decided the hold; the job ignores SIGTERM and still runs
+            _ad(2, HoldReason="past the deadline", HoldReasonCode=3, HoldReasonSubCode=4747),
+            JobPhase.FAILED,
+            "DeadlineExceeded",
+            None,
+        ),
+        (
+            _ad(6, HoldReason="past the deadline", HoldReasonCode=3, HoldReasonSubCode=4747),
+            JobPhase.FAILED,
+            "DeadlineExceeded",
+            None,
+        ),
+        (
+            _ad(2, HoldReason="a user's periodic_hold", HoldReasonCode=3, HoldReasonSubCode=0),
+            JobPhase.RUNNING,
+            None,
+            None,
+        ),
+        (
             _ad(5, HoldReason="a user's periodic_hold", HoldReasonCode=3, HoldReasonSubCode=0),
             JobPhase.PENDING,
             "Held",
@@ -341,3 +377,68 @@ def test_undefined_classad_values_become_none() -> None:
     assert plain["JobStatus"] == 1
     assert job_id(plain) == "4.0"
     assert job_id({"ClusterId": 4}) is None
+
+
+# the attributes flashlink's periodic_hold reads, for a job that started executing at NOW - 10
+_RUN = {
+    "JobCurrentStartDate": NOW - 11,
+    "JobCurrentStartExecutingDate": NOW - 10,
+    "FlashlinkDeadline": 9,
+}
+
+
+@pytest.mark.parametrize(
+    ("ad", "now", "overdue"),
+    [
+        (_ad(2, **_RUN), NOW, True),
+        (_ad(2, **{**_RUN, "FlashlinkDeadline": 10}), NOW, False),  # not past it: equal
+        (_ad(2, **{**_RUN, "FlashlinkDeadline": 11}), NOW, False),
+        # the schedd's clock wins over the plugin's (a remote schedd's clock may differ)
+        (_ad(2, **_RUN, ServerTime=NOW - 5), NOW, False),
+        (_ad(2, **{**_RUN, "FlashlinkDeadline": 60}, ServerTime=NOW + 100), NOW, True),
+        (_ad(2, **{k: v for k, v in _RUN.items() if k != "FlashlinkDeadline"}), NOW, False),
+        (_ad(2, FlashlinkDeadline=9, JobCurrentStartDate=NOW - 11), NOW, False),  # not started
+        # released and started again: the executing date is the previous run's for a moment
+        (_ad(2, **{**_RUN, "JobCurrentStartDate": NOW - 2}), NOW, False),
+        (_ad(2, **{k: v for k, v in _RUN.items() if k != "JobCurrentStartDate"}), NOW, True),
+        # only running jobs, as the periodic_hold
+        *((_ad(status, **_RUN), NOW, False) for status in (1, 3, 4, 5, 6, 7)),
+        # a deadline hold under way (the shadow's): not held a second time
+        (_ad(2, **_RUN, HoldReasonCode=3, HoldReasonSubCode=4747), NOW, False),
+        (_ad(2, **_RUN, HoldReasonCode=3, HoldReasonSubCode=0), NOW, True),
+    ],
+)
+def test_a_running_job_is_past_its_deadline_as_the_periodic_hold_says(
+    ad: dict[str, Any], now: int, overdue: bool
+) -> None:
+    assert past_deadline(ad, now) is overdue
+
+
+def test_a_job_the_plugin_held_reads_deadline_exceeded_as_the_schedd_then_records_it() -> None:
+    ad = _ad(2, **_RUN, ServerTime=NOW + 1)
+    held = deadline_held(ad, NOW)
+    assert ad["JobStatus"] == 2  # a copy
+    assert (held["JobStatus"], held["HoldReasonCode"], held["HoldReasonSubCode"]) == (5, 1, 4747)
+    assert not past_deadline(held, NOW)
+    state = condor_state(held, now=NOW)
+    assert (state.phase, state.reason) == (JobPhase.FAILED, "DeadlineExceeded")
+    assert state.message == (
+        "HTCondor job 31.2 is held: flashlink: the Pod ran past its activeDeadlineSeconds "
+        "(plus the site margin) (HoldReasonCode 1, subcode 4747)"
+    )
+    assert state.started_at == datetime.fromtimestamp(NOW - 11, tz=UTC)
+    assert state.finished_at == datetime.fromtimestamp(NOW + 1, tz=UTC)
+    assert deadline_held(_ad(2, **_RUN), NOW)["EnteredCurrentStatus"] == NOW
+
+
+def test_a_hold_under_way_says_the_job_is_still_stopping() -> None:
+    ad = _ad(2, HoldReason="ran past", HoldReasonCode=3, HoldReasonSubCode=4747, ServerTime=NOW)
+    state = condor_state(ad, now=NOW + 50)
+    assert state.message == (
+        "HTCondor job 31.2 is being held, its processes stopping: ran past "
+        "(HoldReasonCode 3, subcode 4747)"
+    )
+    assert state.finished_at == datetime.fromtimestamp(NOW, tz=UTC)
+    assert condor_state({**ad, "ServerTime": None}, now=NOW + 50).finished_at == (
+        datetime.fromtimestamp(NOW + 50, tz=UTC)
+    )

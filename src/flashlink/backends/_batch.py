@@ -65,8 +65,8 @@ def time_limit(walltime_seconds: int | None, margin_seconds: int) -> int | None:
 
     The job script ends its pod at the deadline itself (``DeadlineExceeded``); the margin gives
     it the time to record that before the scheduler steps in for a pod that does not stop:
-    Slurm with ``--time`` (TIMEOUT), HTCondor with its ``periodic_hold`` on
-    ``FlashlinkDeadline``.
+    Slurm with ``--time`` (TIMEOUT), HTCondor with the plugin's deadline hold and the
+    ``periodic_hold`` backstop (both read ``FlashlinkDeadline``).
     """
     if walltime_seconds is None:
         return None

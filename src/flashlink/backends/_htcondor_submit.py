@@ -17,6 +17,7 @@ missing output file, which naming the entries one by one would do (measured: hol
 from __future__ import annotations
 
 __all__ = [
+    "DEADLINE_HOLD_REASON",
     "DEADLINE_HOLD_SUBCODE",
     "DEFAULT_ALLOWED_COMMANDS",
     "EXECUTABLE",
@@ -44,8 +45,13 @@ from flashlink.backends.base import BatchJob
 from flashlink.backends.errors import SubmitError
 
 SUBMIT_ANNOTATION = "htcondor-job.vk.io/submit"
-#: HoldReasonSubCode of flashlink's deadline hold (HoldReasonCode 3, "job policy")
+#: HoldReasonSubCode of flashlink's deadline hold: HoldReasonCode 3 ("job policy") when the
+#: shadow's periodic_hold holds the job, 1 ("user request") when the plugin holds it itself
 DEADLINE_HOLD_SUBCODE = 4747
+#: HoldReason of both deadline holds
+DEADLINE_HOLD_REASON = (
+    "flashlink: the Pod ran past its activeDeadlineSeconds (plus the site margin)"
+)
 SCRIPT = "job.sh"
 EXECUTABLE = "flashlink-wrapper.sh"
 PROGRESS_FILE = ".flashlink-progress.tar.gz"
@@ -364,17 +370,18 @@ def job_commands(job: BatchJob, config: HTCondorConfig) -> dict[str, str]:
         commands["request_disk"] = str(max(1, math.ceil(res.ephemeral_storage_bytes / 1024)))
     limit = time_limit(res.walltime_seconds, config.walltime_margin_seconds)
     if limit is not None:
-        # A backstop: the job script enforces activeDeadlineSeconds itself. Not
-        # allowed_execute_duration: measured on 23.9, it never holds a job that has
-        # transfer_output_files set (held after 16 s without, still running after 60 s with).
-        # This periodic_hold did, 12 s after a 5 s deadline, with output transfer.
+        # The job script enforces activeDeadlineSeconds itself; for a pod that does not stop,
+        # the plugin holds the job once its poll sees it past FlashlinkDeadline
+        # (_htcondor_states.past_deadline, the same test), and this periodic_hold is the
+        # backstop while no plugin polls: the shadow evaluates it for a running job (measured
+        # on 23.9: ~8 s after the start, then every PERIODIC_EXPR_INTERVAL and at each starter
+        # update). Not allowed_execute_duration: measured on 23.9, it never holds a job that
+        # has transfer_output_files set (held after 16 s without, still running after 60 s).
         commands["MY.FlashlinkDeadline"] = str(limit)
         commands["periodic_hold"] = (
             "JobStatus == 2 && time() - JobCurrentStartExecutingDate > FlashlinkDeadline"
         )
-        commands["periodic_hold_reason"] = (
-            '"flashlink: the Pod ran past its activeDeadlineSeconds (plus the site margin)"'
-        )
+        commands["periodic_hold_reason"] = f'"{DEADLINE_HOLD_REASON}"'
         commands["periodic_hold_subcode"] = str(DEADLINE_HOLD_SUBCODE)
     text = job.options.get(SUBMIT_ANNOTATION)
     if text:

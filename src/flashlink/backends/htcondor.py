@@ -10,7 +10,10 @@ what the schedd sees:
   need not be visible to it). If a group is refused, the groups already queued are removed.
 - ``poll(ids)``: **one** ``Schedd.query`` over the ids' clusters, plus **one**
   ``Schedd.history`` for the ids no longer queued. Missing from both for
-  ``lost_after_seconds``: ``UNKNOWN``/``Lost``.
+  ``lost_after_seconds``: ``UNKNOWN``/``Lost``. Running jobs past their ``FlashlinkDeadline``
+  are held in **one** ``Schedd.act(Hold)`` (subcode ``DEADLINE_HOLD_SUBCODE``) and reported
+  failed ``DeadlineExceeded`` at once: the reconciler's poll is what makes a deadline exact,
+  the submit description's ``periodic_hold`` is the backstop while no plugin polls.
 - ``cancel(id)``: ``Schedd.act(Remove)``; a job no longer queued is not an error.
 - ``fetch(id)``: the job directory. Without spool the schedd's output transfer has already
   written it; with ``transfer_interval_seconds`` the latest snapshot pushed by the running job
@@ -43,8 +46,17 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from flashlink.backends._batch import JobUser, LostTracker, prepare_job_dir, resolve_user
-from flashlink.backends._htcondor_states import PROJECTION, ad_to_dict, job_id, to_job_state
+from flashlink.backends._htcondor_states import (
+    PROJECTION,
+    ad_to_dict,
+    deadline_held,
+    job_id,
+    past_deadline,
+    to_job_state,
+)
 from flashlink.backends._htcondor_submit import (
+    DEADLINE_HOLD_REASON,
+    DEADLINE_HOLD_SUBCODE,
     EXECUTABLE,
     PROGRESS_FILE,
     SCRIPT,
@@ -401,6 +413,9 @@ class HTCondorBackend:
             history, answered = self._history(missing)
             found.update(history)
         now = time.time()
+        overdue = [jid for jid, ad in found.items() if past_deadline(ad, now)]
+        for jid in self._hold_overdue(overdue):
+            found[jid] = deadline_held(found[jid], now)
         states = {}
         for jid, ad in found.items():
             state = to_job_state(ad, now=now, fail_held_after=self.config.fail_held_after_seconds)
@@ -418,6 +433,42 @@ class HTCondorBackend:
                     "the job directory holds whatever came back",
                 )
         return states
+
+    def _hold_overdue(self, ids: Sequence[str]) -> list[str]:
+        """Hold the running jobs past their deadline (one call); the ids now held.
+
+        The bindings pass a hold subcode only as ``reason=(text, subcode)`` (a plain string
+        reason is dropped); the schedd records HoldReasonCode 1 and that subcode. Holding a
+        job already held is not an error (``TotalAlreadyDone``), so a poll that races the
+        ``periodic_hold`` backstop, or a second plugin, does no harm. When not every job was
+        held (one left the queue meanwhile), the next poll reads what happened to each.
+        """
+        if not ids:
+            return []
+        reason = (DEADLINE_HOLD_REASON, DEADLINE_HOLD_SUBCODE)
+        try:
+            result = self._call(
+                "the deadline hold",
+                lambda s: s.act(self._h.JobAction.Hold, list(ids), reason=reason),
+            )
+        except BackendError as exc:
+            log.warning(
+                "site %s: could not hold jobs %s past their deadline, trying again next poll "
+                "(periodic_hold is the backstop): %s",
+                self.name,
+                ", ".join(ids),
+                exc,
+            )
+            return []
+        counts = dict(result or {})
+        held = _number(counts.get("TotalSuccess")) + _number(counts.get("TotalAlreadyDone"))
+        log.info(
+            "site %s: held jobs %s past their activeDeadlineSeconds: %s",
+            self.name,
+            ", ".join(ids),
+            counts,
+        )
+        return list(ids) if held == len(ids) else []
 
     def _note(self, jid: str, ad: dict[str, Any], state: JobState) -> None:
         """Remember where the job's directory is and what ``fetch`` must do for it."""
