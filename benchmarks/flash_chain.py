@@ -10,11 +10,15 @@ the same process on the same events, interleaved, which cancels most of the load
   is shared: CPU time is what one core would give without the other tenants), and on both
   cores (two worker processes, each simulating its own copies of the events);
   "particles" are the tracked generator particles, the same denominator as the reference;
+  the flash chain gets the generated events in batches of 2,000 events (repeated with new
+  event ids when fewer were generated), the size of a production's chunks;
 * the per-model cost breakdown of the chain (ns per input particle);
 * the speed-up per particle over the detailed simulation, without and with the generator time
   (Pythia full events and a particle gun: with the generator, Amdahl's law caps it);
-* peak memory (ru_maxrss of a fresh process) of ``run_flash`` streaming 1x and 10x a number
-  of events with the same chunk size: bounded memory means the same peak;
+* peak memory (VmHWM of a fresh process) of ``run_flash`` streaming 1x and 10x a number
+  of events with the same chunk size: bounded memory means the same peak (not ru_maxrss:
+  Linux carries the parent's high-water mark into a child across exec, so a child of this
+  process reported this process's 1.2 GB);
 * the training time of the shipped model set (read from its chain.json).
 """
 
@@ -41,6 +45,7 @@ import numpy as np
 from flashlink.sim.detector.pipeline import DetailedSimulation
 from flashlink.sim.flash import FlashChain, default_model_dir
 from flashlink.sim.generation import (
+    COLUMNS,
     EventChunk,
     concat_chunks,
     generate,
@@ -60,26 +65,51 @@ def _generate(raw: dict[str, Any], n: int, seed: int) -> tuple[EventChunk, float
     return chunk, time.perf_counter() - t0
 
 
+#: events per flash call: a production flashes chunks of 2,000 events (the CLI's default), and
+#: a 30-event batch of b-bbar events (~1,000 tracks, a few dozen per PID species) measured the
+#: per-call overheads more than the models (115k against 180k particles/s, same set and events)
+FLASH_BATCH_EVENTS = 2000
+
+
+def _tile(chunk: EventChunk, min_events: int) -> EventChunk:
+    """The chunk's events repeated (new event ids) up to at least ``min_events``: the same
+    generated events, flashed in a batch of the size a production uses."""
+    copies = max(1, -(-min_events // max(chunk.n_events, 1)))
+    if copies == 1:
+        return chunk
+    ids = chunk["event_id"]
+    span = int(ids.max()) + 1 if len(ids) else 1
+    parts = []
+    for c in range(copies):
+        columns = {k: chunk[k] for k in COLUMNS}
+        columns["event_id"] = ids + c * span
+        parts.append(EventChunk.from_columns(columns))
+    return concat_chunks(parts)
+
+
 def _flash_rate(
     chain: FlashChain, chunk: EventChunk, repeat: int, cpu: list[float] | None = None
-) -> tuple[float, int]:
-    """(seconds, particles) of ``repeat`` flash simulations of the chunk; the CPU seconds
-    are added to ``cpu[0]``."""
-    chain.simulate(chunk, np.random.default_rng(0))  # warm-up: sessions, caches, compilation
+) -> tuple[float, int, int]:
+    """(seconds, particles, events) of flash simulations of the chunk's events, batched by
+    :func:`_tile` and repeated about ``repeat`` times the chunk; the CPU seconds are added
+    to ``cpu[0]``."""
+    batch = _tile(chunk, FLASH_BATCH_EVENTS)
+    runs = max(1, round(repeat * chunk.n_events / batch.n_events))
+    chain.simulate(batch, np.random.default_rng(0))  # warm-up: sessions, caches, compilation
     n0 = chain.counts["particles"]
     t0, c0 = time.perf_counter(), time.process_time()
-    for r in range(repeat):
-        chain.simulate(chunk, np.random.default_rng(r + 1))
+    for r in range(runs):
+        chain.simulate(batch, np.random.default_rng(r + 1))
     if cpu is not None:
         cpu[0] += time.process_time() - c0
-    return time.perf_counter() - t0, chain.counts["particles"] - n0
+    return time.perf_counter() - t0, chain.counts["particles"] - n0, runs * batch.n_events
 
 
 def _worker(args: tuple[str, int, int, int, str]) -> tuple[float, int]:
     raw_json, n, seed, repeat, family = args
     chunk, _ = _generate(json.loads(raw_json), n, seed)
     chain = FlashChain(threads=1, family=family)
-    dt, particles = _flash_rate(chain, chunk, repeat)
+    dt, particles, _ = _flash_rate(chain, chunk, repeat)
     return dt, particles
 
 
@@ -101,12 +131,14 @@ def speed(quick: bool) -> dict[str, Any]:  # noqa: PLR0915 - one measurement tab
         t_flash: dict[str, float] = dict.fromkeys(chains, 0.0)
         cpu_flash = {backend: [0.0] for backend in chains}
         particles: dict[str, int] = dict.fromkeys(chains, 0)
+        flashed_events: dict[str, int] = dict.fromkeys(chains, 0)
         t_det = cpu_det = 0.0
         for _ in range(2):
             for backend, chain in chains.items():
-                dt, k = _flash_rate(chain, chunk, max(1, repeat // 2), cpu_flash[backend])
+                dt, k, ev = _flash_rate(chain, chunk, max(1, repeat // 2), cpu_flash[backend])
                 t_flash[backend] += dt
                 particles[backend] += k
+                flashed_events[backend] += ev
             t0, c0 = time.perf_counter(), time.process_time()
             detailed.process(chunk)
             t_det += time.perf_counter() - t0
@@ -116,8 +148,8 @@ def speed(quick: bool) -> dict[str, Any]:  # noqa: PLR0915 - one measurement tab
         per_particle_det = t_det / det_particles
         row: dict[str, Any] = {
             "events": chunk.n_events,
-            "tracked_particles_per_event": particles["numba"]
-            / (chunk.n_events * 2 * max(1, repeat // 2)),
+            "tracked_particles_per_event": particles["numba"] / flashed_events["numba"],
+            "flash_batch_events": _tile(chunk, FLASH_BATCH_EVENTS).n_events,
             "final_state_per_event": flash_particles / chunk.n_events,
             "generator_s_per_event": t_gen / chunk.n_events,
             "detailed_s_per_particle": per_particle_det,
@@ -130,7 +162,7 @@ def speed(quick: bool) -> dict[str, Any]:  # noqa: PLR0915 - one measurement tab
             row[f"flash_{backend}_cpu_particles_per_s"] = particles[backend] / cpu_flash[backend][0]
         # with the generator: cost per event of generation + simulation
         per_event_gen = t_gen / chunk.n_events
-        tracked = particles["numba"] / (chunk.n_events * 2 * max(1, repeat // 2))
+        tracked = particles["numba"] / flashed_events["numba"]
         flash_event = tracked / row["flash_numba_particles_per_s"]
         det_event = t_det / (2 * chunk.n_events)
         row["speedup_with_generator"] = (per_event_gen + det_event) / (per_event_gen + flash_event)
@@ -182,12 +214,13 @@ def speed(quick: bool) -> dict[str, Any]:  # noqa: PLR0915 - one measurement tab
 
 
 _STREAM = """
-import resource, sys
+import sys
 from flashlink.sim.flash import run_flash
 from flashlink.sim.io import iter_events
 events, out, chunk = sys.argv[1], sys.argv[2], int(sys.argv[3])
 chain = run_flash(iter_events(events, chunk), out, seed=1)
-print(chain.counts["particles"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(chain.counts["particles"], int(hwm.split()[1]))  # kB, this process's own peak
 """
 
 

@@ -5,7 +5,8 @@ its peak memory when streaming a sample ten times larger than the chunk.
 
 "particles" are the transported generator particles (charged, long-lived, forward, p > 0.2 GeV)
 plus decay-in-flight daughters; the flash models must beat the cost per particle by >= 1000x.
-Peak memory is the maximum resident set size of a fresh subprocess (Linux ru_maxrss).
+Peak memory is the maximum resident set size of a fresh subprocess (its VmHWM: ru_maxrss would
+carry this process's own high-water mark into the child across exec).
 """
 
 from __future__ import annotations
@@ -87,13 +88,13 @@ def cost(scale: float) -> dict[str, dict[str, float]]:
 
 
 _STREAM = """
-import resource, sys
+import sys
 from flashlink.sim.generation import generate, parse_generator_config
 from flashlink.sim.detector.pipeline import run_detailed
 n, chunk, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 cfg = parse_generator_config({"mode": "minbias"})
 run_detailed(generate(cfg, n, 7, chunk), out, seed=7)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]))
 """
 
 
