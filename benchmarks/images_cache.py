@@ -7,7 +7,8 @@ jobs on one node fetching one image, and memory while moving a large SIF.
 Runs everything for real: SeaweedFS (ci/services/s3.sh), Apptainer (ci/services/apptainer.sh),
 ``flashlink images serve`` under uvicorn in a subprocess. Latencies are measured from a Python
 httpx client on the same 2-core machine, so they include the client's own cost.
-Peak memory is VmHWM of the service process and ru_maxrss of a fresh `flashlink images get`.
+Peak memory is VmHWM of the service process and ru_maxrss of a fresh `flashlink images get`
+forked from a small launcher (see ``_FORK_RSS``).
 """
 
 from __future__ import annotations
@@ -117,16 +118,32 @@ def _jobs_on_one_node(url: str, token: str, jobs: int, cache: Path) -> float:
     return time.perf_counter() - t0
 
 
+#: runs argv[1:] in a forked child and prints that child's ru_maxrss (kB): a child created by
+#: fork starts a fresh high-water mark, where ru_maxrss of a process this benchmark starts
+#: itself carries the benchmark's own peak across exec (Linux keeps it in the signal struct)
+_FORK_RSS = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
 def _client_download_rss(url: str, token: str, ref: str, dest: Path) -> float:
     dest.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, FLASHLINK_IMAGES_URL=url, FLASHLINK_IMAGES_TOKEN=token)
-    proc = subprocess.Popen(
-        [FLASHLINK, "images", "get", ref, "-o", str(dest)], env=env, stdout=subprocess.DEVNULL
+    proc = subprocess.run(
+        [sys.executable, "-c", _FORK_RSS, FLASHLINK, "images", "get", ref, "-o", str(dest)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.returncode == 0
-    return usage.ru_maxrss / 1024
+    code, rss_kb = (int(v) for v in proc.stdout.split()[-2:])
+    assert code == 0, proc.stderr
+    return rss_kb / 1024
 
 
 def _big_rootfs(base: Path, target: Path, mb: int) -> None:
