@@ -435,12 +435,26 @@ def test_podman_pods_and_a_time_limit_inside_batch_jobs(two_runtimes: SitePlugin
     ended = datetime.fromisoformat(term["finishedAt"])
     assert ended < created + timedelta(seconds=sleep), (created, status)
     if name == "slurm":
-        assert "JobState=TIMEOUT" in scontrol(site.site, "show", "job", overrun_jid)
+        # the pod may read Failed from its container's record (the job script's own
+        # DeadlineExceeded, exit 141 or 137 once Slurm signals the job) while slurmctld still
+        # completes the job: measured, JobState=COMPLETING Reason=TimeLimit at that moment
+        assert "JobState=TIMEOUT" in _slurm_job_ended(site, overrun_jid)
     else:
         # held by the plugin (HoldReasonCode 1) or, had it been slower, the shadow (3)
         assert re.search(r"HoldReasonCode [13], subcode 4747", term.get("message", "")), status
     # on HTCondor the log comes back in the snapshots the held job still pushes
     _wait_logs(site, overrun, "up\n")
+
+
+def _slurm_job_ended(site: SitePlugin, jid: str) -> str:
+    """``scontrol show job`` once the job no longer runs or completes."""
+    deadline = time.monotonic() + 60
+    while re.search(
+        r"JobState=(RUNNING|COMPLETING)", out := scontrol(site.site, "show", "job", jid)
+    ):
+        assert time.monotonic() < deadline, out
+        time.sleep(0.5)
+    return out
 
 
 def _system_site(site: SitePlugin) -> dict[str, Any]:
